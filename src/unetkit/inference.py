@@ -1,0 +1,210 @@
+"""Overlap-tile prediction of images of any size in bounded memory (Ronneberger et al. 2015, Fig. 2)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from . import geometry
+from .model import UNet
+from .normalize import intensity_range, normalize
+from .tiling import auto_tile_shape, mirror_indices, plan_tiles, read_window
+
+__all__ = ["predict", "DIHEDRAL"]
+
+# The 8 symmetries of the square as (number of 90-degree rotations, flip left-right first).
+DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
+
+
+def _as_chw(image, in_channels: int):
+    """View an (H, W) or (C, H, W) sliceable array as (C, H, W) without reading it."""
+    if image.ndim == 2:
+        if in_channels != 1:
+            raise ValueError(f"model expects {in_channels} channels, got a 2-D (H, W) image")
+        return _ChannelView(image)
+    if image.ndim == 3:
+        if image.shape[0] != in_channels:
+            raise ValueError(
+                f"model expects images (H, W) or ({in_channels}, H, W), got shape {tuple(image.shape)}"
+            )
+        return image
+    raise ValueError(f"expected an image (H, W) or (C, H, W), got shape {tuple(image.shape)}")
+
+
+class _ChannelView:
+    """Adds a leading channel axis to a 2-D sliceable array, lazily."""
+
+    def __init__(self, array):
+        self.array = array
+        self.shape = (1, *array.shape)
+        self.dtype = array.dtype
+        self.ndim = 3
+
+    def __getitem__(self, key):
+        _, *rest = key
+        return np.asarray(self.array[tuple(rest)])[None]
+
+
+def _tile_shape(tile_shape, image_hw, model: UNet, memory_budget: int, batch_size: int) -> tuple[int, int]:
+    cfg = model.config
+    if isinstance(tile_shape, str):
+        if tile_shape != "auto":
+            raise ValueError(f"tile_shape must be 'auto', an int or (h, w), got {tile_shape!r}")
+        return auto_tile_shape(
+            image_hw,
+            depth=cfg.depth,
+            padding=cfg.padding,
+            base_features=cfg.base_features,
+            memory_budget=memory_budget,
+            batch_size=batch_size,
+        )
+    shape = (int(tile_shape), int(tile_shape)) if np.ndim(tile_shape) == 0 else tuple(int(t) for t in tile_shape)
+    if len(shape) != 2:
+        raise ValueError(f"tile_shape must be an int or (h, w), got {tile_shape!r}")
+    geometry.check_input_shape(shape, depth=cfg.depth, padding=cfg.padding)
+    return shape
+
+
+def predict(
+    model: UNet,
+    image,
+    *,
+    tile_shape="auto",
+    batch_size: int = 1,
+    device=None,
+    tta: bool = False,
+    progress: bool = False,
+    normalize_input: bool = True,
+    memory_budget: int = 2 * 1024**3,
+    amp: bool = False,
+    channels_last: bool = True,
+    out=None,
+    out_dtype=np.float32,
+) -> np.ndarray:
+    """Softmax class probabilities of an image of any size, by overlap-tile inference.
+
+    Parameters
+    ----------
+    model : UNet
+        In eval mode during the call (restored afterwards); its
+        ``config.normalization`` is applied to the raw image.
+    image : array-like, (H, W) or (C, H, W)
+        Any sliceable array: numpy array, memmap, zarr array. Only the tiles'
+        bounding boxes are read, so images larger than memory work (with ``out``).
+        ``H, W >= 1``; borders are mirror-padded.
+    tile_shape : "auto", int or (int, int)
+        INPUT tile size as in the paper (572 -> 388 output at depth 4). ``"auto"``
+        picks the largest useful tile within ``memory_budget`` (one tile for
+        images that fit). An explicit size must be valid for the model
+        (``ValueError`` names the nearest valid sizes).
+    batch_size : int
+        Tiles per forward pass.
+    device : torch.device or str, optional
+        Where to run; default: the device of the model's parameters.
+    tta : bool
+        Average the softmax over the 8 flips/rotations (the paper averaged 7
+        rotations). Reads the whole image into memory.
+    progress : bool
+        Show a tqdm progress bar over tiles.
+    normalize_input : bool
+        Apply the model's intensity normalisation (turn off for pre-normalised input).
+    memory_budget : int
+        Bytes of activation memory the automatic tile may use.
+    amp : bool
+        bfloat16 autocast on CUDA (ignored on CPU, where bf16 is slow).
+    channels_last : bool
+        Run convolutions in channels-last memory format (faster on CPU and GPU).
+    out : array-like, optional
+        Writable (C, H, W) array (e.g. zarr or memmap) to fill instead of
+        allocating one in memory.
+    out_dtype : numpy dtype
+        dtype of the returned probabilities when ``out`` is None.
+
+    Returns
+    -------
+    numpy.ndarray or ``out``, (num_classes, H, W), float32 by default
+        Softmax probabilities.
+    """
+    cfg = model.config
+    chw = _as_chw(image, cfg.in_channels)
+    _, height, width = chw.shape
+    if height < 1 or width < 1:
+        raise ValueError(f"image must be at least 1x1, got {height}x{width}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    tile = _tile_shape(tile_shape, (height, width), model, memory_budget, batch_size)
+    if out is None:
+        out = np.zeros((cfg.num_classes, height, width), dtype=out_dtype)
+    elif tuple(out.shape) != (cfg.num_classes, height, width):
+        raise ValueError(f"out must have shape {(cfg.num_classes, height, width)}, got {tuple(out.shape)}")
+
+    if normalize_input:
+        offset, scale = intensity_range(chw, cfg.normalization, channels=True)
+    else:
+        offset, scale = np.zeros(cfg.in_channels), np.ones(cfg.in_channels)
+
+    if device is None:
+        device = next(model.parameters()).device
+    device = torch.device(device)
+    dtype = next(model.parameters()).dtype
+    was_training = model.training
+    model.eval()
+    try:
+        if not tta:
+            _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg)
+            return out
+        # TTA: the image is read once, each transform is predicted and mapped back.
+        full = np.asarray(chw[:, :, :])
+        acc = np.zeros((cfg.num_classes, height, width), dtype=np.float64)
+        for k, flip in DIHEDRAL:
+            x = np.rot90(full[:, :, ::-1] if flip else full, k, axes=(1, 2))
+            tshape = tile if x.shape[1:] == (height, width) else tile[::-1]
+            prob = np.zeros((cfg.num_classes, *x.shape[1:]), dtype=np.float64)
+            _predict_tiles(model, x, prob, tshape, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg)
+            back = np.rot90(prob, -k, axes=(1, 2))
+            acc += back[:, :, ::-1] if flip else back
+        out[...] = (acc / len(DIHEDRAL)).astype(out.dtype, copy=False)
+        return out
+    finally:
+        model.train(was_training)
+
+
+def _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg):
+    _, height, width = chw.shape
+    plans, tiles = plan_tiles((height, width), tile, depth=cfg.depth, padding=cfg.padding)
+    rows = {s: mirror_indices(s, s + tile[0], height, plans[0].margin) for s in plans[0].starts}
+    cols = {s: mirror_indices(s, s + tile[1], width, plans[1].margin) for s in plans[1].starts}
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else contextlib.nullcontext()
+    )
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tiles), desc="tiles", unit="tile", leave=False)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
+    try:
+        with torch.inference_mode(), autocast:
+            for i in range(0, len(tiles), batch_size):
+                batch = tiles[i : i + batch_size]
+                x = np.stack(
+                    [
+                        normalize(read_window(chw, rows[t.read[0].start], cols[t.read[1].start]), offset, scale, dtype=np_dtype)
+                        for t in batch
+                    ]
+                )
+                xt = torch.from_numpy(x).to(device=device, dtype=dtype).contiguous(memory_format=fmt)
+                prob = torch.softmax(model(xt).float() if amp else model(xt), dim=1).cpu().numpy()
+                for t, p in zip(batch, prob):
+                    out[(slice(None), *t.write)] = p[(slice(None), *t.crop)]
+                if bar is not None:
+                    bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
