@@ -55,9 +55,12 @@ class Tile:
 
 
 def _halo_for_same(depth: int) -> int:
-    # Same padding is not translation invariant near tile edges (zero padding);
-    # discarding a halo of 2 * 2**depth pixels keeps the seams well below the noise.
-    return 2 * 2**depth
+    # A same-padded U-Net sees as far as the valid one (its receptive field
+    # reaches context_margin pixels per side). Discarding a halo at least that
+    # wide, on the pooling grid, makes tiles independent of the zero padding
+    # at their edges: the tiled result again equals one pass over the image.
+    unit = geometry.size_step(depth)
+    return unit * math.ceil(geometry.context_margin(depth=depth) / unit)
 
 
 def plan_axis(size: int, tile: int, *, depth: int = 4, padding: str = "valid") -> AxisPlan:
@@ -83,10 +86,13 @@ def plan_axis(size: int, tile: int, *, depth: int = 4, padding: str = "valid") -
                 f"tile {tile} too small for same padding: needs at least {2 * margin + step_unit} pixels"
             )
     step = (out // step_unit) * step_unit
-    if step == 0:
+    if size <= out:
+        n = 1
+    elif step == 0:
         smallest = geometry.valid_input_size_for_output(step_unit, depth=depth, padding=padding)
         raise ValueError(f"tile {tile} keeps only {out} output pixels; tiles need >= {smallest} pixels")
-    n = 1 if size <= out else 1 + math.ceil((size - out) / step)
+    else:
+        n = 1 + math.ceil((size - out) / step)
     return AxisPlan(size, tile, out, margin, crop_offset, tuple(k * step for k in range(n)))
 
 
