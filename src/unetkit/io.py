@@ -78,7 +78,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         else:
             import imageio.v3 as iio
 
-            array = iio.imread(path)
+            array = iio.imread(path, plugin="pillow")
     except Exception as exc:  # any decoder failure is a user-facing read error
         raise ImageReadError(f"{path}: cannot read as an image ({type(exc).__name__}: {exc})") from None
     array = np.asarray(array)
@@ -113,7 +113,7 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, *, compression: str |
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.asarray(array), compression=compression)
+        tifffile.imwrite(tmp, np.asarray(array), compression=compression, photometric="minisblack")
     return path
 
 
@@ -126,7 +126,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, array, extension=".png")
+        iio.imwrite(tmp, array, extension=".png", plugin="pillow")
     return path
 
 
