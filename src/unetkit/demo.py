@@ -56,8 +56,8 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), *, progress: bool = Tru
     samples = make_em_dataset(config.n_train, shape, seed=config.seed)
     held = make_em_image(shape, seed=config.seed + 10_000)
     model_cfg = ModelConfig(base_features=config.base_features, dropout=0.5,
-                            normalization=NormalizationConfig(mode="dtype"), class_names=("membrane", "cell"))
-    weight_cfg = WeightMapConfig(w0=5.0, sigma=5.0)
+                            normalization=NormalizationConfig(mode="zscore"), class_names=("membrane", "cell"))
+    weight_cfg = WeightMapConfig(w0=0.0, class_balance=False)
     pairs = make_pairs([s.image for s in samples], [s.labels for s in samples], names=[f"train{i}" for i in range(len(samples))],
                        kind="binary", normalization=model_cfg.normalization, weight_config=weight_cfg)
     val = make_pairs([held.image], [held.labels], names=["heldout"], kind="binary",

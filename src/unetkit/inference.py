@@ -10,7 +10,7 @@ import torch
 from . import geometry
 from .model import UNet
 from .normalize import intensity_range, normalize
-from .tiling import auto_tile_shape, mirror_indices, plan_tiles, read_window
+from .tiling import auto_tile_shape, mirror_indices, plan_axis, plan_tiles, read_window
 
 __all__ = ["predict", "DIHEDRAL"]
 
@@ -52,7 +52,7 @@ def _tile_shape(tile_shape, image_hw, model: UNet, memory_budget: int, batch_siz
     if isinstance(tile_shape, str):
         if tile_shape != "auto":
             raise ValueError(f"tile_shape must be 'auto', an int or (h, w), got {tile_shape!r}")
-        return auto_tile_shape(
+        tile = auto_tile_shape(
             image_hw,
             depth=cfg.depth,
             padding=cfg.padding,
@@ -60,11 +60,35 @@ def _tile_shape(tile_shape, image_hw, model: UNet, memory_budget: int, batch_siz
             memory_budget=memory_budget,
             batch_size=batch_size,
         )
+        return tuple(_balanced_tile(s, t, cfg) for s, t in zip(image_hw, tile))
     shape = (int(tile_shape), int(tile_shape)) if np.ndim(tile_shape) == 0 else tuple(int(t) for t in tile_shape)
     if len(shape) != 2:
         raise ValueError(f"tile_shape must be an int or (h, w), got {tile_shape!r}")
     geometry.check_input_shape(shape, depth=cfg.depth, padding=cfg.padding)
     return shape
+
+
+def _balanced_tile(size: int, tile: int, cfg) -> int:
+    """The smallest tile that covers ``size`` pixels with no more tiles than ``tile`` does.
+
+    The largest tile within the memory budget usually leaves the last tile of
+    a row mostly outside the image: 4096 px in 1740 px tiles (output 1556)
+    needs 3 tiles, and so do 1564 px tiles (output 1380), which compute about
+    20% fewer pixels at the same number of tiles (2048 px: 2 tiles of 1212 px
+    instead of 1740, half the work). The tile count is non-increasing in the
+    tile size, so shrinking until it would grow finds the smallest.
+    """
+    def count(t):
+        return len(plan_axis(size, t, depth=cfg.depth, padding=cfg.padding).starts)
+
+    n, unit = count(tile), geometry.size_step(cfg.depth)
+    while True:
+        try:
+            if count(tile - unit) > n:
+                return tile
+        except ValueError:  # below the smallest valid tile
+            return tile
+        tile -= unit
 
 
 def predict(
@@ -96,8 +120,8 @@ def predict(
         ``H, W >= 1``; borders are mirror-padded.
     tile_shape : "auto", int or (int, int)
         INPUT tile size as in the paper (572 -> 388 output at depth 4). ``"auto"``
-        picks the largest useful tile within ``memory_budget`` (one tile for
-        images that fit). An explicit size must be valid for the model
+        takes as few tiles as the largest tile within ``memory_budget`` needs
+        (one tile for images that fit), each as small as that count allows. An explicit size must be valid for the model
         (``ValueError`` names the nearest valid sizes).
     batch_size : int
         Tiles per forward pass.

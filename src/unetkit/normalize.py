@@ -8,7 +8,7 @@ import numpy as np
 
 __all__ = ["NormalizationConfig", "intensity_range", "normalize"]
 
-_MODES = ("percentile", "dtype", "fixed", "none")
+_MODES = ("zscore", "percentile", "dtype", "fixed", "none")
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,11 @@ class NormalizationConfig:
 
     Attributes
     ----------
-    mode : {"percentile", "dtype", "fixed", "none"}
-        ``percentile``: per image and channel, ``(x - p_low) / (p_high - p_low)``
+    mode : {"zscore", "percentile", "dtype", "fixed", "none"}
+        ``zscore`` (default): per image and channel, ``(x - mean) / std``: the
+        zero-centred, unit-scale input that He initialisation assumes (with
+        [0, 1]-scaled inputs a U-Net without batch norm can sit on the
+        constant-prediction plateau for hundreds of steps); ``percentile``: per image and channel, ``(x - p_low) / (p_high - p_low)``
         with percentiles of the whole image (robust for uint16 fluorescence);
         ``dtype``: divide by the dtype's maximum (uint8 -> /255, uint16 -> /65535,
         floats unchanged); ``fixed``: ``(x - low) / (high - low)`` with the values
@@ -27,7 +30,7 @@ class NormalizationConfig:
         Percentiles (0-100) for ``percentile``; intensities for ``fixed``.
     """
 
-    mode: str = "percentile"
+    mode: str = "zscore"
     low: float = 1.0
     high: float = 99.8
 
@@ -72,6 +75,10 @@ def intensity_range(image, config: NormalizationConfig, *, channels: bool = Fals
         top = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
         return np.zeros(c), np.full(c, top)
     sample = _subsample(image, channels).reshape(c, -1).astype(np.float64)
+    if config.mode == "zscore":
+        std = sample.std(axis=1)
+        std[std <= 0] = 1.0
+        return sample.mean(axis=1), std
     lo, hi = np.percentile(sample, [config.low, config.high], axis=1)
     scale = hi - lo
     scale[scale <= 0] = 1.0  # a constant channel maps to 0, not to inf

@@ -44,7 +44,7 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
 
 
 def make_em_image(shape=(256, 256), *, seed: int = 0, cell_size: float = 38.0, membrane_width: float = 2.2,
-                  noise: float = 0.06) -> SyntheticSample:
+                  noise: float = 0.05) -> SyntheticSample:
     """An EM-like section: irregular cells (warped Voronoi) separated by thin dark membranes.
 
     Parameters
@@ -84,7 +84,7 @@ def make_em_image(shape=(256, 256), *, seed: int = 0, cell_size: float = 38.0, m
     texture = 0.06 * _smooth_noise(rng, shape, 1.5) + 0.05 * _smooth_noise(rng, shape, 6)
     image = cells_level + texture
     blobs = ndimage.gaussian_filter((rng.random(shape) < 0.0016).astype(float), 2.5)
-    image -= 0.35 * np.clip(blobs / (blobs.max() + 1e-12) * 2.5, 0, 1)
+    image -= 0.25 * np.clip(blobs / (blobs.max() + 1e-12) * 2.5, 0, 1)
     membrane_profile = np.exp(-(gap**2) / (2 * (membrane_width * 0.6) ** 2))
     image = image * (1 - 0.75 * membrane_profile)
     image = ndimage.gaussian_filter(image, 1.0)

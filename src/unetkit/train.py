@@ -262,7 +262,7 @@ def train_on_pairs(
         return {"step": step, "steps": cfg.steps, "wall_time_s": wall, "best_metric": cfg.best_metric,
                 "best_value": best_value, "validation": last_val, "tile": cfg.tile, "batch_size": cfg.batch_size,
                 "train_images": [p.name for p in train_pairs], "val_images": [p.name for p in val_pairs],
-                "torch": torch.__version__, "device": str(device)}
+                "torch": str(torch.__version__), "device": str(device)}
 
     bar = None
     if cfg.progress:
