@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate EM-like images (no download), train a small U-Net, segment a held-out "
                                    "image and print its pixel accuracy.")
     p.add_argument("--out", default="unetkit_demo", help="output folder (default: unetkit_demo)")
-    p.add_argument("--steps", type=int, help="training steps (default 300)")
+    p.add_argument("--steps", type=int, help="training steps (default 600)")
     p.add_argument("--size", type=int, help="generated image size in pixels (default 256)")
     p.add_argument("--n-train", type=int, help="number of generated training images (default 6)")
     p.add_argument("--base-features", type=int, help="width of the first level (default 16)")

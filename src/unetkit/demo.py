@@ -5,6 +5,7 @@ Nothing is downloaded: the data come from :mod:`unetkit.synthetic`.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 from .augment import AugmentConfig
 from .checkpoint import load_model
 from .inference import predict
-from .io import write_mask, write_png, write_tiff
+from .io import atomic_path, write_mask, write_png, write_tiff
 from .model import ModelConfig
 from .normalize import NormalizationConfig
 from .plots import plot_prediction
@@ -32,12 +33,14 @@ class DemoConfig:
 
     image_size: int = 256
     n_train: int = 6
-    steps: int = 300
+    steps: int = 600
     tile: int = 316
     base_features: int = 16
-    lr: float = 0.01
+    lr: float = 0.001
     seed: int = 0
-    train: TrainConfig = field(default_factory=TrainConfig)
+    # Adam, not the paper's SGD: it reaches >= 0.95 held-out accuracy within the
+    # demo's CPU budget; `unetkit train` defaults to SGD with momentum 0.99.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(optimizer="adam"))
 
 
 def run_demo(out_dir, config: DemoConfig = DemoConfig(), *, progress: bool = True, log=print) -> dict:
@@ -72,7 +75,8 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), *, progress: bool = Tru
     summary = train_on_pairs(run, pairs, val, out / "train", log=log)
     model = load_model(out / "train" / "best.pt")
     model_path = out / "model.pt"
-    model_path.write_bytes((out / "train" / "best.pt").read_bytes())
+    with atomic_path(model_path) as tmp:
+        shutil.copyfile(out / "train" / "best.pt", tmp)
     prob = predict(model, held.image)
     mask = prob.argmax(0)
     truth = (held.labels > 0).astype(np.int64)
