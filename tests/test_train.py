@@ -80,12 +80,15 @@ def test_outputs_and_validation_metrics(tmp_path, pairs):
 def test_training_learns_the_synthetic_task(tmp_path):
     samples = make_em_dataset(4, (128, 128), seed=0)
     norm = NormalizationConfig(mode="zscore")
-    made = make_pairs([s.image for s in samples], [s.labels for s in samples], kind="binary", normalization=norm)
-    run = small_run(steps=60, tile=140, lr=0.02, val_every=60, checkpoint_every=60)
+    made = make_pairs([s.image for s in samples], [s.labels for s in samples], kind="binary", normalization=norm,
+                      weight_config=WeightMapConfig(w0=0.0, class_balance=False))
+    run = small_run(steps=100, tile=140, lr=1e-3, optimizer="adam", val_every=100, checkpoint_every=100)
     run = replace(run, model=replace(run.model, base_features=8, dropout=0.0))
     summary = train_on_pairs(run, made[:3], made[3:], tmp_path, log=lambda m: None)
-    # an untrained network is near chance; after 60 steps it separates membranes from cells
-    assert summary["validation"]["accuracy"] > 0.85
+    all_cell = float((made[3].classes == 1).mean())  # the accuracy of the constant "cell" answer
+    # after 100 steps the network finds membranes: clearly better than the constant answer
+    assert summary["validation"]["accuracy"] > all_cell + 0.015
+    assert summary["validation"]["iou"] > 0.9
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path, pairs):
