@@ -185,7 +185,18 @@ def rows_generic(part: str, res: dict) -> list[tuple]:
     return out or [(part, "(no rows)", "", "", "", "")]
 
 
-FORMATTERS = {"limit": rows_limit, "model": rows_model, "inference": rows_inference, "augment": rows_augment,
+def rows_metrics(res: dict) -> list[tuple]:
+    rows = []
+    for name, case in res["cases"].items():
+        r = case["result"]
+        note = ", ".join(f"{k} {r[k]:.6f}" for k in ("pixel_error", "rand_error", "warping_error", "v_rand")
+                         if r.get(k) is not None)
+        rows.append(("metrics", f"all metrics, 25 ISBI slices, sweep: {name}", "< 60 s",
+                     f"{case['seconds']:.1f} s", "", note))
+    return rows
+
+
+FORMATTERS = {"metrics": rows_metrics, "limit": rows_limit, "model": rows_model, "inference": rows_inference, "augment": rows_augment,
               "weights": rows_weights, "pipeline": rows_pipeline}
 
 

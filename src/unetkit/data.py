@@ -9,9 +9,8 @@ the paper's per-pixel weight map (computed once and cached in memory):
   computed from them.
 - ``instances``: 0 = background, 1..N = objects. Touching objects are separated
   by a carved 1-pixel background line, and the weight map emphasises it.
-- ``auto``: ``binary`` if there are exactly two values and the larger is not
-  1 with two classes... precisely: values {0, v} with v > 1 -> binary; all values
-  < num_classes -> classes; otherwise instances.
+- ``auto``: values {0, v} with v > 1 -> ``binary``; all values < num_classes
+  -> ``classes``; otherwise ``instances``.
 
 An ``ignore_value`` marks pixels that do not count in the loss (weight 0).
 """

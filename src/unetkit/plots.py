@@ -6,7 +6,6 @@ backend and return the path.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

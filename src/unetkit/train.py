@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import torch
 from . import geometry
 from .augment import AugmentConfig, augment
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import save_config, to_dict
+from .config import save_config
 from .data import DataConfig, TrainingPair, load_pairs_from_paths
 from .inference import predict
 from .io import atomic_path
