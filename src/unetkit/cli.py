@@ -346,6 +346,13 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"unetkit {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a diverged training run: one line, no traceback
+        from .train import TrainingDiverged
+
+        if not isinstance(exc, TrainingDiverged):
+            raise
+        print(f"unetkit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -286,10 +286,9 @@ def train_on_pairs(
                 group["lr"] = lr
             loss = weighted_cross_entropy(model(x), y, w)
             if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at step {step}; lower train.lr (now {lr:g}). "
-                    f"The last good checkpoint is {out / 'last.pt'}"
-                )
+                kept = (f"the last good checkpoint is {out / 'last.pt'}" if (out / "last.pt").is_file()
+                        else "no checkpoint was written yet")
+                raise TrainingDiverged(f"loss became {loss.item()} at step {step}; lower train.lr (now {lr:g}); {kept}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
