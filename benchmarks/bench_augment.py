@@ -17,16 +17,15 @@ writes ``benchmarks/results/augment.json`` with the machine it ran on.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from machine import machine_info  # noqa: E402
 import torch
 
 from unetkit.augment import AugmentConfig, augment
@@ -51,27 +50,6 @@ def load_pair() -> tuple[np.ndarray, np.ndarray, str]:
     image = rng.random(SHAPE, dtype=np.float32)
     labels = np.where(rng.random(SHAPE) < 0.78, 255, 0).astype(np.uint8)
     return image, labels, "random"
-
-
-def machine_info() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 Method = tuple[Callable[[], object], int, int]  # function, calls, torch threads

@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+from machine import machine_info as machine  # noqa: E402
 from scipy import ndimage as ndi
 
 from unetkit.metrics import METRIC_NAMES, evaluate_probabilities
@@ -64,17 +64,6 @@ def cases(labels: np.ndarray) -> dict[str, np.ndarray]:
         "b_eroded_1px": eroded.astype(np.float32),
         "c_all_cell": np.ones(cell.shape, np.float32),
         "d_blurred_sigma2": blurred,
-    }
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
     }
 
 

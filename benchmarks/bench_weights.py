@@ -21,15 +21,13 @@ compare the speedup measured in one run, not absolute times across runs.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import scipy
+from machine import machine_info  # noqa: E402
 from scipy import ndimage as ndi
 
 from unetkit.weights import border_weight_map, brute_force_border_weight_map
@@ -42,28 +40,6 @@ TARGET_MS = 30.0  # goal for one 512x512 label on the 2-core development machine
 def data_dir() -> Path:
     root = os.environ.get("UNETKIT_DATA")
     return Path(root) if root else ROOT.parent / "shared" / "data"
-
-
-def machine_info() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "processor": platform.processor(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def load_labels(folder: Path) -> dict[str, np.ndarray]:
