@@ -100,7 +100,7 @@ def run(quick: bool = False, *, data: str | None = None,
     total = sum(s for _, s, _ in rows)
     slowest = max(s for _, s, _ in rows)
     print(f"\ntotal {total:.1f} s; slowest case {slowest:.1f} s (target < {TARGET_SECONDS:.0f} s per case)")
-    print(f"machine: {report['machine']['processor'] or report['machine']['machine']}, "
+    print(f"machine: {report['machine']['cpu']}, "
           f"{report['machine']['cpu_count']} CPUs, numpy {np.__version__}")
     report["total_seconds"] = total
     report["slowest_case_seconds"] = slowest
