@@ -342,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("unetkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        sys.stderr.close()
+        return 0
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"unetkit {args.command}: error: {message}", file=sys.stderr)
