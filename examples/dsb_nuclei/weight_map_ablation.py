@@ -103,7 +103,7 @@ def _figure(image, gt, out: Path, results) -> None:
         rgb = np.dstack([g, g, g])
         rgb[find_boundaries(lab, mode="inner")] = (1.0, 0.85, 0.0)
         ax.imshow(rgb)
-        ax.set_title(f"{title}: {int(lab.max())} objects")
+        ax.set_title(f"{title}: {len(np.unique(lab[lab > 0]))} objects")
         ax.set_axis_off()
     _save(plt, fig, out / "ablation.png")
 
