@@ -131,14 +131,13 @@ def cmd_predict(args) -> int:
 
 
 def _write_instances(args, out: Path, stem: str, array, planes, prob, cfg) -> list[str]:
-    from .instances import InstanceConfig, label_overlay, probabilities_to_instances
+    from .instances import InstanceConfig, label_overlay, probabilities_to_instances, smallest_dtype_for
     from .io import write_png, write_tiff
 
     icfg = InstanceConfig(threshold=args.threshold, min_size=args.min_size, watershed=args.watershed)
     border = 2 if cfg.num_classes == 3 else None
     labels = [probabilities_to_instances(p, config=icfg, border_class=border) for p in prob]
-    n_max = max(int(l.max()) for l in labels)
-    dtype = np.uint16 if n_max <= 65535 else np.uint32
+    dtype = smallest_dtype_for(max(int(l.max()) for l in labels))
     data = np.stack(labels).astype(dtype) if planes is not None else labels[0].astype(dtype)
     write_tiff(out / f"{stem}_labels.tif", data)
     written = [f"{stem}_labels.tif"]
@@ -191,11 +190,7 @@ def cmd_train(args) -> int:
 
     data = apply_overrides(load_config_file(args.config), args.set or [])
     run = from_dict(RunConfig, data)
-    if args.quiet:
-        from dataclasses import replace
-
-        run = replace(run, train=replace(run.train, progress=False))
-    elif not sys.stderr.isatty():
+    if not _progress_enabled(args):
         from dataclasses import replace
 
         run = replace(run, train=replace(run.train, progress=False))

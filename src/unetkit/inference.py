@@ -175,6 +175,8 @@ def predict(
     dtype = next(model.parameters()).dtype
     was_training = model.training
     model.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)  # once per call (not per TTA transform); restored below
     try:
         if not tta:
             _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg)
@@ -193,6 +195,8 @@ def predict(
         return out
     finally:
         model.train(was_training)
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
 
 
 def _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg):
@@ -210,7 +214,6 @@ def _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, sca
 
         bar = tqdm(total=len(tiles), desc="tiles", unit="tile", leave=False)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=fmt)
     try:
         with torch.inference_mode(), autocast:
             for i in range(0, len(tiles), batch_size):
@@ -230,5 +233,3 @@ def _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, sca
     finally:
         if bar is not None:
             bar.close()
-        if channels_last:
-            model.to(memory_format=torch.contiguous_format)

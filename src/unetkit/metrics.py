@@ -554,6 +554,16 @@ def _mean_split_merge(scores: list[SplitMerge]) -> SplitMerge:
     return SplitMerge(float(arr[0]), float(arr[1]), float(arr[2]))
 
 
+def _plane_average(true_labels: ArrayLike, pred_labels: ArrayLike, plane_score) -> SplitMerge:
+    """``plane_score`` of each plane's overlap, averaged over planes with GT foreground."""
+    scores = []
+    for tz, pz in _plane_pairs(true_labels, pred_labels):
+        ov = _overlap(contingency_table(tz, pz))
+        if ov.sizes.sum() > 0:
+            scores.append(plane_score(ov))
+    return _mean_split_merge(scores)
+
+
 def _v_rand_plane(ov: _Overlap) -> SplitMerge:
     a, b, c = _rand_abc(ov)
     return SplitMerge(_ratio(2 * c, a + b), _ratio(c, a), _ratio(c, b))
@@ -590,12 +600,7 @@ def v_rand(true_labels: ArrayLike, pred_labels: ArrayLike) -> SplitMerge:
     .. [1] Arganda-Carreras I. et al. (2015) Crowdsourcing the creation of
        image segmentation algorithms for connectomics. Front. Neuroanat. 9:142.
     """
-    scores = []
-    for tz, pz in _plane_pairs(true_labels, pred_labels):
-        ov = _overlap(contingency_table(tz, pz))
-        if ov.sizes.sum() > 0:
-            scores.append(_v_rand_plane(ov))
-    return _mean_split_merge(scores)
+    return _plane_average(true_labels, pred_labels, _v_rand_plane)
 
 
 def v_info(true_labels: ArrayLike, pred_labels: ArrayLike) -> SplitMerge:
@@ -625,12 +630,7 @@ def v_info(true_labels: ArrayLike, pred_labels: ArrayLike) -> SplitMerge:
     .. [2] Meila M. (2007) Comparing clusterings - an information based
        distance. J. Multivar. Anal. 98:873-895.
     """
-    scores = []
-    for tz, pz in _plane_pairs(true_labels, pred_labels):
-        ov = _overlap(contingency_table(tz, pz))
-        if ov.sizes.sum() > 0:
-            scores.append(_v_info_plane(ov))
-    return _mean_split_merge(scores)
+    return _plane_average(true_labels, pred_labels, _v_info_plane)
 
 
 # ---------------------------------------------------------------------------
