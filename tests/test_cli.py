@@ -35,6 +35,17 @@ def test_predict_on_a_real_isbi_test_image(tmp_path, checkpoint, data_dir, capsy
     np.testing.assert_array_equal(mask == 255, prob > 0.5)
 
 
+def test_predict_amp_flag_is_a_no_op_on_cpu(tmp_path, checkpoint, capsys):
+    image = np.random.default_rng(1).integers(0, 255, (70, 90), dtype=np.uint8)
+    write_png(tmp_path / "img.png", image)
+    for name, extra in (("plain", []), ("amp", ["--amp"])):
+        code, _, err = run(["predict", checkpoint, tmp_path / "img.png", "--out", tmp_path / name, "--device", "cpu",
+                            "--quiet", *extra], capsys)
+        assert code == 0, err
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "plain" / "img_prob.tif"),
+                                  tifffile.imread(tmp_path / "amp" / "img_prob.tif"))
+
+
 def test_predict_stack_tiles_and_instances(tmp_path, checkpoint, capsys):
     stack = np.random.default_rng(0).integers(0, 255, (3, 40, 50), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")

@@ -34,3 +34,41 @@ def test_balanced_auto_tiles_equal_the_largest_tiles(padding, budget):
     a = predict(model, image, memory_budget=budget)
     b = predict(model, image, tile_shape=largest)
     assert np.abs(a - b).max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.uint16, ">u2", np.bool_])
+@pytest.mark.parametrize("tta", [False, True])
+def test_device_resident_path_equals_streamed_tiles(dtype, tta):
+    """on_device (one upload, tiles cut on the device) gives exactly the host-streamed answer."""
+    torch.manual_seed(0)
+    model = UNet(1, 2, base_features=4).eval()
+    values = np.random.default_rng(1).random((157, 203))
+    image = values > 0.5 if dtype is np.bool_ else (values * 200).astype(dtype)
+    kwargs = dict(tile_shape=(220, 236), batch_size=2, tta=tta)  # 2 x 2 tiles, one batch of 2 per row
+    streamed = predict(model, image, on_device=False, **kwargs)
+    resident = predict(model, image, on_device=True, **kwargs)
+    assert resident.dtype == streamed.dtype == np.float32
+    np.testing.assert_array_equal(resident, streamed)
+
+
+def test_device_resident_path_keeps_float64_and_out_dtype():
+    torch.manual_seed(0)
+    model = UNet(1, 2, base_features=4).double().eval()
+    image = np.random.default_rng(2).normal(size=(90, 70))
+    for out_dtype in (np.float64, np.float16):
+        a = predict(model, image, on_device=False, out_dtype=out_dtype)
+        b = predict(model, image, on_device=True, out_dtype=out_dtype)
+        assert a.dtype == b.dtype == out_dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
+def test_predict_restores_the_models_memory_format(fmt):
+    """A model trained in channels_last stays so after validation calls predict (and vice versa)."""
+    model = UNet(1, 2, base_features=4).to(memory_format=fmt).eval()
+    image = np.random.default_rng(3).random((64, 64), dtype=np.float32)
+    for channels_last in (True, False):
+        predict(model, image, channels_last=channels_last)
+        for p in model.parameters():
+            if p.ndim == 4:
+                assert p.is_contiguous(memory_format=fmt)

@@ -100,3 +100,17 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_pa
     with pytest.raises(TrainingDiverged, match="loss became nan at step 0"):
         train_on_pairs(replace(run, train=replace(run.train, steps=3)), bad, [], tmp_path, log=lambda m: None)
     assert (tmp_path / "last.pt").read_bytes() == good
+
+
+def test_amp_is_ignored_on_cpu_and_channels_last_trains(tmp_path, pairs):
+    """train.amp is a CUDA-only switch (bitwise no-op on CPU); train.channels_last trains to finite weights
+    whose predictions match a contiguous run's within float rounding."""
+    train_pairs, val_pairs = pairs
+    train_on_pairs(small_run(), train_pairs, val_pairs, tmp_path / "plain", log=lambda m: None)
+    train_on_pairs(small_run(amp=True), train_pairs, val_pairs, tmp_path / "amp", log=lambda m: None)
+    train_on_pairs(small_run(channels_last=True), train_pairs, val_pairs, tmp_path / "cl", log=lambda m: None)
+    plain, amp, cl = (weights_of(tmp_path / name / "last.pt") for name in ("plain", "amp", "cl"))
+    for key in plain:
+        assert torch.equal(plain[key], amp[key]), key
+        assert torch.isfinite(cl[key]).all()
+        assert torch.allclose(plain[key], cl[key], atol=1e-4), key

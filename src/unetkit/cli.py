@@ -107,7 +107,7 @@ def cmd_predict(args) -> int:
         raise UsageError("--instances needs a 2-class (background/object) or 3-class (background/interior/border) model")
     out = Path(args.out)
     log = _log(args)
-    kwargs = dict(tile_shape=tile, batch_size=args.batch_size, device=device, tta=args.tta,
+    kwargs = dict(tile_shape=tile, batch_size=args.batch_size, device=device, tta=args.tta, amp=args.amp,
                   progress=_progress_enabled(args))
     for (path, array, planes), stem in zip(images, stems):
         if planes is None:
@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (test-time augmentation)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass (default 1)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
     p.add_argument("--instances", action="store_true", help="also write <stem>_labels.tif (one label per object)")
     p.add_argument("--png", action="store_true", help="with --instances: also write a colour overlay <stem>_labels.png")
     p.add_argument("--threshold", type=float, default=0.5, help="with --instances: foreground probability threshold")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
 from . import geometry
+from .devices import autocast as _autocast
 from .model import UNet
 from .normalize import intensity_range, normalize
 from .tiling import auto_tile_shape, mirror_indices, plan_axis, plan_tiles, read_window
@@ -106,6 +105,7 @@ def predict(
     channels_last: bool = True,
     out=None,
     out_dtype=np.float32,
+    on_device: bool | None = None,
 ) -> np.ndarray:
     """Softmax class probabilities of an image of any size, by overlap-tile inference.
 
@@ -137,7 +137,11 @@ def predict(
     memory_budget : int
         Bytes of activation memory the automatic tile may use.
     amp : bool
-        bfloat16 autocast on CUDA (ignored on CPU, where bf16 is slow).
+        bfloat16 autocast on CUDA (ignored on CPU, where bf16 is slow). cuDNN
+        autotuning (``cudnn.benchmark``) is left as the caller set it: on an
+        H200 it gained nothing measurable for prediction, while the first
+        autotuned call took seconds and up to 67 GB of transient workspace
+        (``benchmarks/bench_gpu.py``).
     channels_last : bool
         Run convolutions in channels-last memory format (faster on CPU and GPU).
     out : array-like, optional
@@ -145,6 +149,13 @@ def predict(
         allocating one in memory.
     out_dtype : numpy dtype
         dtype of the returned probabilities when ``out`` is None.
+    on_device : bool, optional
+        Keep the whole normalised image and its probabilities in device memory
+        for the call: one upload, tiles cut on the device, one download, and
+        no host-device synchronisation per tile. Default (None): on CUDA when
+        both fit in ``memory_budget`` and ``out`` is a numpy array; otherwise
+        tiles stream from and to host memory (bounded memory for any size).
+        Both paths give the same numbers.
 
     Returns
     -------
@@ -176,27 +187,42 @@ def predict(
     was_training = model.training
     model.eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
+    in_channels_last = any(p.ndim == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+                           for p in model.parameters())
+    was_fmt = torch.channels_last if in_channels_last else torch.contiguous_format
     model.to(memory_format=fmt)  # once per call (not per TTA transform); restored below
+    if on_device is None:
+        io_bytes = height * width * (12 * cfg.in_channels + 8 * cfg.num_classes)  # float64 input + output
+        on_device = device.type == "cuda" and isinstance(out, np.ndarray) and io_bytes <= memory_budget
     try:
-        if not tta:
-            _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg)
-            return out
-        # TTA: the image is read once, each transform is predicted and mapped back.
-        full = np.asarray(chw[:, :, :])
-        acc = np.zeros((cfg.num_classes, height, width), dtype=np.float64)
-        for k, flip in DIHEDRAL:
-            x = np.rot90(full[:, :, ::-1] if flip else full, k, axes=(1, 2))
-            tshape = tile if x.shape[1:] == (height, width) else tile[::-1]
-            prob = np.zeros((cfg.num_classes, *x.shape[1:]), dtype=np.float64)
-            _predict_tiles(model, x, prob, tshape, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg)
-            back = np.rot90(prob, -k, axes=(1, 2))
-            acc += back[:, :, ::-1] if flip else back
-        out[...] = (acc / len(DIHEDRAL)).astype(out.dtype, copy=False)
-        return out
+        return _predict(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp,
+                        channels_last, tta, on_device, cfg)
     finally:
         model.train(was_training)
-        if channels_last:
-            model.to(memory_format=torch.contiguous_format)
+        if fmt != was_fmt:
+            model.to(memory_format=was_fmt)
+
+
+def _predict(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, tta,
+             on_device, cfg):
+    """Fill ``out`` (C, H, W) with the tiled prediction of ``chw``; with ``tta`` the mean over the 8 transforms."""
+    _, height, width = chw.shape
+    tiles_fn = _predict_tiles_on_device if on_device else _predict_tiles
+    if not tta:
+        tiles_fn(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg)
+        return out
+    # TTA: the image is read once, each transform is predicted and mapped back.
+    full = np.asarray(chw[:, :, :])
+    acc = np.zeros((cfg.num_classes, height, width), dtype=np.float64)
+    for k, flip in DIHEDRAL:
+        x = np.rot90(full[:, :, ::-1] if flip else full, k, axes=(1, 2))
+        tshape = tile if x.shape[1:] == (height, width) else tile[::-1]
+        prob = np.zeros((cfg.num_classes, *x.shape[1:]), dtype=np.float64)
+        tiles_fn(model, x, prob, tshape, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg)
+        back = np.rot90(prob, -k, axes=(1, 2))
+        acc += back[:, :, ::-1] if flip else back
+    out[...] = (acc / len(DIHEDRAL)).astype(out.dtype, copy=False)
+    return out
 
 
 def _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg):
@@ -205,9 +231,7 @@ def _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, sca
     rows = {s: mirror_indices(s, s + tile[0], height, plans[0].margin) for s in plans[0].starts}
     cols = {s: mirror_indices(s, s + tile[1], width, plans[1].margin) for s in plans[1].starts}
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else contextlib.nullcontext()
-    )
+    autocast = _autocast(device, amp)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -224,12 +248,61 @@ def _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, sca
                         for t in batch
                     ]
                 )
-                xt = torch.from_numpy(x).to(device=device, dtype=dtype).contiguous(memory_format=fmt)
+                xt = torch.from_numpy(x).to(device=device, dtype=dtype, non_blocking=True).contiguous(memory_format=fmt)
                 prob = torch.softmax(model(xt).float() if amp else model(xt), dim=1).cpu().numpy()
                 for t, p in zip(batch, prob):
                     out[(slice(None), *t.write)] = p[(slice(None), *t.crop)]
                 if bar is not None:
                     bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _predict_tiles_on_device(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp,
+                             channels_last, cfg):
+    """As :func:`_predict_tiles`, with the image and the probabilities held on ``device``.
+
+    The image is uploaded in its own dtype (uint8 stays 1 byte per pixel) and
+    normalised there with the same float64 arithmetic as
+    :func:`unetkit.normalize.normalize`; mirror-padded tiles are gathered with
+    the same indices; nothing returns to the host until the last tile is done.
+    """
+    _, height, width = chw.shape
+    plans, tiles = plan_tiles((height, width), tile, depth=cfg.depth, padding=cfg.padding)
+    to_dev = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    rows = {s: to_dev(mirror_indices(s, s + tile[0], height, plans[0].margin)) for s in plans[0].starts}
+    cols = {s: to_dev(mirror_indices(s, s + tile[1], width, plans[1].margin)) for s in plans[1].starts}
+    raw = np.asarray(chw[:, :, :])
+    if not raw.dtype.isnative or raw.dtype.kind not in "iuf" or raw.dtype in (np.uint32, np.uint64):
+        raw = raw.astype(np.float64)  # dtypes torch cannot take as they are
+    elif raw.dtype == np.uint16:
+        raw = raw.astype(np.int32)
+    image = torch.from_numpy(np.ascontiguousarray(raw)).to(device, non_blocking=True)
+    off = torch.as_tensor(offset, dtype=torch.float64, device=device)[:, None, None]
+    sc = torch.as_tensor(scale, dtype=torch.float64, device=device)[:, None, None]
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    image = ((image.to(torch.float64) - off) / sc).to(work).to(dtype)
+    out_dtype = torch.float64 if np.dtype(out.dtype) == np.float64 else torch.float32
+    probs = torch.empty((cfg.num_classes, height, width), dtype=out_dtype, device=device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tiles), desc="tiles", unit="tile", leave=False)
+    try:
+        with torch.inference_mode(), _autocast(device, amp):
+            for i in range(0, len(tiles), batch_size):
+                batch = tiles[i : i + batch_size]
+                x = torch.stack([image[:, rows[t.read[0].start]][:, :, cols[t.read[1].start]] for t in batch])
+                logits = model(x.contiguous(memory_format=fmt))
+                prob = torch.softmax(logits.float() if amp else logits, dim=1)
+                for t, p in zip(batch, prob):
+                    probs[(slice(None), *t.write)] = p[(slice(None), *t.crop)]
+                if bar is not None:
+                    bar.update(len(batch))
+        out[...] = probs.cpu().numpy()
     finally:
         if bar is not None:
             bar.close()

@@ -9,6 +9,7 @@ bit-for-bit as if it had never stopped (on the same machine and thread count).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from . import geometry
 from .augment import AugmentConfig, augment
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import save_config
+from .devices import autocast, cuda_speed, resolve_device
 from .data import DataConfig, TrainingPair, load_pairs_from_paths
 from .inference import predict
 from .io import atomic_path
@@ -44,6 +46,11 @@ class TrainConfig:
     ``tile`` is the INPUT tile size (572 in the paper); with valid padding the
     loss is computed on the central output window (388 for 572). The paper's
     default is one large tile per step with SGD and momentum 0.99.
+
+    ``amp`` runs forward and loss under bfloat16 autocast on CUDA (weights,
+    gradients and optimiser state stay float32; ignored on CPU).
+    ``channels_last`` trains in that memory format (pays on CUDA with
+    ``amp``; slower than the default on CPU, measured in ``benchmarks/``).
     """
 
     steps: int = 2000
@@ -61,6 +68,8 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 0
     device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
     threads: int = 0
     best_metric: str = "loss"
     warping: bool = False
@@ -125,12 +134,6 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     if cfg.schedule == "poly":
         return cfg.lr * (1 - frac) ** 0.9
     return cfg.lr
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def validate(model: UNet, pairs: list[TrainingPair], *, device=None, warping: bool = False) -> dict:
@@ -207,7 +210,7 @@ def train_on_pairs(
     cfg = run.train
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     mcfg = run.model
@@ -220,6 +223,8 @@ def train_on_pairs(
 
     torch.manual_seed(cfg.seed)
     model = UNet.from_config(mcfg).to(device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
     params = model.parameters()
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -276,15 +281,20 @@ def train_on_pairs(
     running = []
     model.train()
     t_data = time.perf_counter()
+    speed = contextlib.ExitStack()
+    speed.enter_context(cuda_speed(device))  # cuDNN autotuning for this run only; restored in finally
     try:
         for x, y, w in loader:
-            x, y, w = x.to(device), y.to(device), w.to(device)
+            x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
+            y, w = y.to(device, non_blocking=True), w.to(device, non_blocking=True)
             t_comp = time.perf_counter()
             data_time += t_comp - t_data
             lr = _lr_at(step, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
-            loss = weighted_cross_entropy(model(x), y, w)
+            with autocast(device, cfg.amp):
+                logits = model(x)
+            loss = weighted_cross_entropy(logits.float(), y, w)
             if not torch.isfinite(loss):
                 kept = (f"the last good checkpoint is {out / 'last.pt'}" if (out / "last.pt").is_file()
                         else "no checkpoint was written yet")
@@ -331,6 +341,7 @@ def train_on_pairs(
                     save_checkpoint(out / "best.pt", model, training=training_meta(step, wall, last_val))
             t_data = time.perf_counter()
     finally:
+        speed.close()
         if bar is not None:
             bar.close()
     wall = wall_before + time.perf_counter() - t0
