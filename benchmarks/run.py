@@ -11,6 +11,8 @@ Parts (``--only`` takes a comma-separated subset):
 ``weights``   border weight map ms per 512x512 label (bench_weights)
 ``pipeline``  training step fed by TileDataset + DataLoader vs compute alone (bench_model.pipeline)
 ``metrics``   evaluation metrics (bench_metrics), when it offers ``run(quick)``
+``gpu``       on a CUDA device: matmul limits, correctness, 572 tiles and whole images
+              beside MONAI (bench_gpu); reported as skipped without one
 
 Run from the repository root, with the peers importable::
 
@@ -42,7 +44,8 @@ sys.path.insert(0, str(HERE))
 
 import bench_model  # noqa: E402
 
-PARTS = ("limit", "model", "inference", "augment", "weights", "pipeline", "metrics")
+PARTS = ("limit", "model", "inference", "augment", "weights", "pipeline", "metrics", "gpu")
+TARGET_GPU_512_MS = 10.0  # ms per 512x512 image at width 64 on an H100 (issue 6)
 NOTES_LIMIT = 135.0  # GFLOP/s, fp32 torch.mm on this machine (shared/docs/NOTES.md)
 TARGET_512_S = 4.0  # s per 512x512 image at width 64 (issue 6)
 FOUR_TILES_S = 11.5  # s, four 572 tiles in eager mode (issue 6)
@@ -196,7 +199,34 @@ def rows_metrics(res: dict) -> list[tuple]:
     return rows
 
 
-FORMATTERS = {"metrics": rows_metrics, "limit": rows_limit, "model": rows_model, "inference": rows_inference, "augment": rows_augment,
+def rows_gpu(res: dict) -> list[tuple]:
+    if res.get("skipped"):
+        return [("gpu", "(skipped)", "", res["skipped"], "", "")]
+    card = res["machine"].get("gpu")
+    rows = [("gpu limit", f"{mode} torch.mm n=8192 on {card}", "", f"{r['tflops']:.0f} TFLOP/s", "", "")
+            for mode, r in (res.get("limit") or {}).items() if isinstance(r, dict) and "tflops" in r]
+    for r in res.get("model") or []:
+        if isinstance(r, dict) and r.get("width") == 64:
+            rows.append(("gpu model", f"{r['what']} 572 w64 b{r['batch']} {r['variant']}", "", f"{r['ms_median']:.2f} ms",
+                         "", f"{r['tflops']:.0f} TFLOP/s, {card}"))
+    monai = {}
+    for r in res.get("predict") or []:
+        if r.get("status") == "ok" and r["variant"].startswith("MONAI"):
+            best = monai.get(r["size"])
+            if best is None or r["ms_median"] < best["ms_median"]:
+                monai[r["size"]] = r
+    for r in res.get("predict") or []:
+        if r.get("status") != "ok" or r["variant"].startswith("MONAI"):
+            continue
+        peer = monai.get(r["size"])
+        target = f"< {TARGET_GPU_512_MS:.0f} ms (H100)" if (r["size"], r["width"]) == (512, 64) else "vs peer"
+        rows.append(("gpu predict", f"{r['case']} {r['variant']}", target, f"{r['ms_median']:.2f} ms",
+                     f"{peer['variant']}: {peer['ms_median']:.2f} ms" if peer else "",
+                     f"{r['mpix_per_s']:.1f} MPix/s, peak {r['peak_gpu_mb']:.0f} MB, {card}"))
+    return rows
+
+
+FORMATTERS = {"gpu": rows_gpu, "metrics": rows_metrics, "limit": rows_limit, "model": rows_model, "inference": rows_inference, "augment": rows_augment,
               "weights": rows_weights, "pipeline": rows_pipeline}
 
 
@@ -222,6 +252,13 @@ def run_part(name: str, quick: bool, state: dict):
         return bench_model.pipeline(quick)
     if name == "inference":
         return load_script("bench_inference").run(quick)
+    if name == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            return {"skipped": "no CUDA device (see benchmarks/README.md for the H200 numbers)"}
+        module = load_script("bench_gpu")
+        return module.run(module.Settings(quick=quick), ["limit", "check", "model", "predict"], None)
     module = load_script(f"bench_{name}")
     if name == "weights":
         rows_weights.target_ms = getattr(module, "TARGET_MS", None)
