@@ -80,9 +80,15 @@ def cases(quick: bool) -> list[dict]:
             dict(name="unetkit auto tile, torch.compile", impl="compile", **w64, reps=reps),
         ]
     largest = auto_tile_shape((big, big), base_features=16)
+    from unetkit import UNet
+    from unetkit.inference import _tile_shape
+
+    balanced = _tile_shape("auto", (big, big), UNet(1, 2, base_features=16), 2 * 1024**3, 1)  # no CPU rule
     c += [
         dict(name="MONAI sliding window", impl="monai", **w64, reps=reps),
         dict(name="unetkit auto tile", impl="unetkit", size=big, width=16, **heavy),
+        dict(name=f"unetkit tile {balanced[0]} (fewest tiles, no CPU rule)", impl="unetkit", size=big, width=16,
+             **heavy, kwargs=dict(tile_shape=list(balanced))),
         dict(name=f"unetkit tile {largest[0]} (largest in budget)", impl="unetkit", size=big, width=16, **heavy,
              kwargs=dict(tile_shape=list(largest))),
         dict(name="unetkit auto tile, onnxruntime", impl="onnx", size=big, width=16, **heavy),
@@ -204,7 +210,7 @@ def flops_per_image(case: dict) -> float:
             net = UNet(1, 2, base_features=w)
             kwargs = case.get("kwargs", {})
             shape = _tile_shape(kwargs.get("tile_shape", "auto"), (size, size), net, 2 * 1024**3,
-                                kwargs.get("batch_size", 1))
+                                kwargs.get("batch_size", 1), torch.device("cpu"))
             passes = len(plan_tiles((size, size), shape)[1])
         with FlopCounterMode(display=False) as counter:
             net.eval()(torch.empty(1, 1, *shape))

@@ -96,3 +96,19 @@ def test_bad_constructor_arguments():
         UNet(dropout=1.5)
     with pytest.raises(ValueError, match="class names"):
         UNet(num_classes=2, class_names=["a"])
+
+
+@pytest.mark.parametrize("shape, width, depth, padding, cin, ncls", [
+    ((572, 572), 64, 4, "valid", 1, 2), ((876, 1212), 16, 4, "valid", 3, 3), ((252, 252), 8, 3, "valid", 1, 2),
+    ((256, 192), 16, 4, "same", 2, 4)])
+def test_forward_flops_formula_equals_torch_flop_counter(shape, width, depth, padding, cin, ncls):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from unetkit.geometry import forward_flops
+
+    with torch.device("meta"):
+        net = UNet(cin, ncls, base_features=width, depth=depth, padding=padding).eval()
+        with FlopCounterMode(display=False) as counter:
+            net(torch.empty(1, cin, *shape))
+    assert forward_flops(shape, depth=depth, base_features=width, in_channels=cin, num_classes=ncls,
+                         padding=padding) == counter.get_total_flops()

@@ -21,6 +21,7 @@ __all__ = [
     "check_input_shape",
     "size_step",
     "min_input_size",
+    "forward_flops",
 ]
 
 
@@ -148,3 +149,36 @@ def check_input_shape(shape: Sequence[int], *, depth: int = 4, padding: str = "v
                 f"input size {size} along spatial axis {axis} does not fit a depth-{depth} U-Net "
                 f"with {padding} padding ({rule}); nearest valid sizes: {nearest}"
             )
+
+
+def forward_flops(shape: Sequence[int], *, depth: int = 4, base_features: int = 64, in_channels: int = 1,
+                  num_classes: int = 2, padding: str = "valid") -> int:
+    """Floating-point operations of one forward pass on a (H, W) input, a multiply-add counted as 2.
+
+    Counts the convolutions, up-convolutions and the 1x1 head (pooling, ReLU,
+    cropping and concatenation are memory traffic, not FLOPs), with the same
+    convention as ``torch.utils.flop_counter`` and equal to its count for
+    :class:`unetkit.UNet` (tested). ``shape`` must be valid for the network.
+    """
+    check_input_shape(shape, depth=depth, padding=padding)
+    shrink = 2 if padding == "valid" else 0  # pixels a 3x3 convolution removes per axis
+    h, w = (int(s) for s in shape)
+    total, c_prev = 0, in_channels
+    for level in range(depth + 1):  # contracting path and bottleneck: two 3x3 convolutions per level
+        c = base_features * 2**level
+        h, w = h - shrink, w - shrink
+        total += 2 * 9 * c_prev * c * h * w
+        h, w = h - shrink, w - shrink
+        total += 2 * 9 * c * c * h * w
+        c_prev = c
+        if level < depth:
+            h, w = h // 2, w // 2
+    for level in range(depth - 1, -1, -1):  # expanding path
+        c = base_features * 2**level
+        total += 2 * 4 * c_prev * c * h * w  # 2x2 up-convolution, stride 2, per input pixel
+        h, w = 2 * h - shrink, 2 * w - shrink
+        total += 2 * 9 * 2 * c * c * h * w  # on the concatenation of skip and up-convolution
+        h, w = h - shrink, w - shrink
+        total += 2 * 9 * c * c * h * w
+        c_prev = c
+    return total + 2 * c_prev * num_classes * h * w
