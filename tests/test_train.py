@@ -114,3 +114,23 @@ def test_amp_is_ignored_on_cpu_and_channels_last_trains(tmp_path, pairs):
         assert torch.equal(plain[key], amp[key]), key
         assert torch.isfinite(cl[key]).all()
         assert torch.allclose(plain[key], cl[key], atol=1e-4), key
+
+
+def test_grad_clip_bounds_each_update_and_logs_the_norm(tmp_path, pairs):
+    """With plain SGD (no momentum) one step moves the weights by lr * clipped gradient: norm <= lr * clip."""
+    train_pairs, _ = pairs
+    lr, clip = 0.5, 1e-3
+    run = small_run(steps=1, lr=lr, momentum=0.0, grad_clip=clip, checkpoint_every=1)
+    train_on_pairs(run, train_pairs, [], tmp_path / "clipped", log=lambda m: None)
+    torch.manual_seed(run.train.seed)
+    from unetkit import UNet
+
+    start = UNet.from_config(run.model).state_dict()
+    after = weights_of(tmp_path / "clipped" / "last.pt")
+    moved = torch.sqrt(sum(((after[k] - start[k]).double() ** 2).sum() for k in start))
+    # = lr * clip up to float32 rounding of the weights (the unclipped update would be far larger)
+    assert abs(moved / (lr * clip) - 1) < 0.01
+    records = [json.loads(l) for l in (tmp_path / "clipped" / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["grad_norm"] > clip  # the norm before clipping is logged
+    with pytest.raises(ValueError, match="grad_clip"):
+        TrainConfig(grad_clip=-1.0)
