@@ -259,38 +259,56 @@ def _predict(model, chw, out, tile, batch_size, device, dtype, offset, scale, pr
     return out
 
 
-def _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg):
-    _, height, width = chw.shape
+def _tile_plan(height: int, width: int, tile, cfg):
+    """Tiles of an (H, W) image and the mirror-padded row and column indices of each tile start."""
     plans, tiles = plan_tiles((height, width), tile, depth=cfg.depth, padding=cfg.padding)
     rows = {s: mirror_indices(s, s + tile[0], height, plans[0].margin) for s in plans[0].starts}
     cols = {s: mirror_indices(s, s + tile[1], width, plans[1].margin) for s in plans[1].starts}
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    autocast = _autocast(device, amp)
+    return tiles, rows, cols
+
+
+def _run_tiles(model, tiles, batch_size, device, amp, channels_last, progress, read, write):
+    """Softmax of the model over ``tiles`` in batches.
+
+    ``read(batch)`` returns the (B, C, T, T) input tensor on ``device``;
+    ``write(batch, prob)`` stores the (B, num_classes, t, t) probabilities
+    (float32, or float64 for a float64 model) of those tiles.
+    """
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(tiles), desc="tiles", unit="tile", leave=False)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
     try:
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), _autocast(device, amp):
             for i in range(0, len(tiles), batch_size):
                 batch = tiles[i : i + batch_size]
-                x = np.stack(
-                    [
-                        normalize(read_window(chw, rows[t.read[0].start], cols[t.read[1].start]), offset, scale, dtype=np_dtype)
-                        for t in batch
-                    ]
-                )
-                xt = torch.from_numpy(x).to(device=device, dtype=dtype, non_blocking=True).contiguous(memory_format=fmt)
-                prob = torch.softmax(model(xt).float() if amp else model(xt), dim=1).cpu().numpy()
-                for t, p in zip(batch, prob):
-                    out[(slice(None), *t.write)] = p[(slice(None), *t.crop)]
+                logits = model(read(batch).contiguous(memory_format=fmt))
+                write(batch, torch.softmax(logits.float() if amp else logits, dim=1))
                 if bar is not None:
                     bar.update(len(batch))
     finally:
         if bar is not None:
             bar.close()
+
+
+def _predict_tiles(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp, channels_last, cfg):
+    """Fill ``out`` tile by tile, reading each tile's window from ``chw`` on the host (bounded memory)."""
+    _, height, width = chw.shape
+    tiles, rows, cols = _tile_plan(height, width, tile, cfg)
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+
+    def read(batch):
+        x = np.stack([normalize(read_window(chw, rows[t.read[0].start], cols[t.read[1].start]), offset, scale,
+                                dtype=np_dtype) for t in batch])
+        return torch.from_numpy(x).to(device=device, dtype=dtype, non_blocking=True)
+
+    def write(batch, prob):
+        for t, p in zip(batch, prob.cpu().numpy()):
+            out[(slice(None), *t.write)] = p[(slice(None), *t.crop)]
+
+    _run_tiles(model, tiles, batch_size, device, amp, channels_last, progress, read, write)
 
 
 def _predict_tiles_on_device(model, chw, out, tile, batch_size, device, dtype, offset, scale, progress, amp,
@@ -303,10 +321,9 @@ def _predict_tiles_on_device(model, chw, out, tile, batch_size, device, dtype, o
     the same indices; nothing returns to the host until the last tile is done.
     """
     _, height, width = chw.shape
-    plans, tiles = plan_tiles((height, width), tile, depth=cfg.depth, padding=cfg.padding)
-    to_dev = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-    rows = {s: to_dev(mirror_indices(s, s + tile[0], height, plans[0].margin)) for s in plans[0].starts}
-    cols = {s: to_dev(mirror_indices(s, s + tile[1], width, plans[1].margin)) for s in plans[1].starts}
+    tiles, rows, cols = _tile_plan(height, width, tile, cfg)
+    rows = {s: torch.as_tensor(i, device=device) for s, i in rows.items()}
+    cols = {s: torch.as_tensor(i, device=device) for s, i in cols.items()}
     raw = np.asarray(chw[:, :, :])
     if not raw.dtype.isnative or raw.dtype.kind not in "iuf" or raw.dtype in (np.uint32, np.uint64):
         raw = raw.astype(np.float64)  # dtypes torch cannot take as they are
@@ -319,24 +336,13 @@ def _predict_tiles_on_device(model, chw, out, tile, batch_size, device, dtype, o
     image = ((image.to(torch.float64) - off) / sc).to(work).to(dtype)
     out_dtype = torch.float64 if np.dtype(out.dtype) == np.float64 else torch.float32
     probs = torch.empty((cfg.num_classes, height, width), dtype=out_dtype, device=device)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(tiles), desc="tiles", unit="tile", leave=False)
-    try:
-        with torch.inference_mode(), _autocast(device, amp):
-            for i in range(0, len(tiles), batch_size):
-                batch = tiles[i : i + batch_size]
-                x = torch.stack([image[:, rows[t.read[0].start]][:, :, cols[t.read[1].start]] for t in batch])
-                logits = model(x.contiguous(memory_format=fmt))
-                prob = torch.softmax(logits.float() if amp else logits, dim=1)
-                for t, p in zip(batch, prob):
-                    probs[(slice(None), *t.write)] = p[(slice(None), *t.crop)]
-                if bar is not None:
-                    bar.update(len(batch))
-        out[...] = probs.cpu().numpy()
-    finally:
-        if bar is not None:
-            bar.close()
+    def read(batch):
+        return torch.stack([image[:, rows[t.read[0].start]][:, :, cols[t.read[1].start]] for t in batch])
+
+    def write(batch, prob):
+        for t, p in zip(batch, prob):
+            probs[(slice(None), *t.write)] = p[(slice(None), *t.crop)]
+
+    _run_tiles(model, tiles, batch_size, device, amp, channels_last, progress, read, write)
+    out[...] = probs.cpu().numpy()
