@@ -22,10 +22,12 @@ Parts (``--parts``, default all):
     same width (roi 512, overlap 0.25) beside it when MONAI is installed.
     Peak GPU memory from ``torch.cuda.max_memory_allocated``.
 
-Timing: CUDA events around each call after warm-up (cuDNN autotuning on),
-median of ``reps`` calls; random inputs (never zeros). Writes
-``benchmarks/results/gpu.json`` (and ``--out DIR/gpu.json``) with the card's
-name, and prints a table.
+Timing: CUDA events around each tile call (``model``, cuDNN autotuning on),
+a synchronised host clock around each whole-image call (``predict``: numpy in,
+numpy out); warm-up first, median of ``reps`` calls; random inputs (never
+zeros). Writes ``benchmarks/results/gpu.json`` (and ``--out DIR/gpu.json``)
+with the card's name after every part, so a run cut short keeps what it
+measured, and prints a table.
 
 Run: ``python benchmarks/bench_gpu.py [--quick] [--parts limit,check,model,predict] [--out DIR]``.
 Needs a CUDA device; exits with a message otherwise.
@@ -233,12 +235,13 @@ def model(s: Settings) -> list[dict]:
                     loss.backward()
                     opt.step()
 
+                saved = torch.backends.cudnn.benchmark
                 torch.backends.cudnn.benchmark = True
                 try:
                     tf = cuda_time(forward, reps, device=dev)
                     ts = cuda_time(step, reps, device=dev)
                 finally:
-                    torch.backends.cudnn.benchmark = False
+                    torch.backends.cudnn.benchmark = saved
                 for what, t, flops in (("forward", tf, fwd_flops), ("train step", ts, train_flops)):
                     rows.append({"what": what, "width": width, "batch": batch, "variant": variant, **t,
                                  "flops": flops, "tflops": flops / (t["ms_median"] * 1e-3) / 1e12})
@@ -296,6 +299,7 @@ def predict_part(s: Settings) -> list[dict]:
         except ImportError:
             rows.append({"case": f"{size}^2", "variant": "MONAI", "status": "not installed"})
         for name, (fn, mode, autotune) in variants.items():
+            saved = torch.backends.cudnn.benchmark
             try:
                 if cuda:
                     torch.backends.cudnn.benchmark = autotune
@@ -310,9 +314,12 @@ def predict_part(s: Settings) -> list[dict]:
                     if cuda:
                         torch.cuda.reset_peak_memory_stats()
                     t = wall_time(fn, reps, warmup=1, device=s.device)
+            except Exception as err:  # one failing variant must not hide the others
+                rows.append({"case": f"{size}^2 w{width}", "variant": name,
+                             "status": f"failed: {type(err).__name__}: {err}"[:200]})
+                continue
             finally:
-                if cuda:
-                    torch.backends.cudnn.benchmark = False
+                torch.backends.cudnn.benchmark = saved
             rows.append({"case": f"{size}^2 w{width}", "size": size, "width": width, "variant": name, **t,
                          "first_ms": first_ms, "mpix_per_s": size * size / 1e6 / (t["ms_median"] * 1e-3),
                          "peak_gpu_mb_first_call": peak_first,
@@ -374,6 +381,12 @@ def run(settings: Settings, parts: list[str], out_dir: str | None) -> dict:
             result[part] = {"error": f"{type(err).__name__}: {err}"[:300]}
         result.setdefault("part_seconds", {})[part] = time.perf_counter() - t0
         print(f"[{part}] {time.perf_counter() - t0:.0f} s", flush=True)
+        _write(result, settings, out_dir)  # after every part: a run cut short keeps its numbers
+    print(format_table(result), flush=True)
+    return result
+
+
+def _write(result: dict, settings: Settings, out_dir: str | None) -> None:
     payload = json.dumps(result, indent=2) + "\n"
     if settings.device == "cuda":  # a CPU smoke test must not overwrite real numbers
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -381,8 +394,6 @@ def run(settings: Settings, parts: list[str], out_dir: str | None) -> dict:
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "gpu.json").write_text(payload)
-    print(format_table(result), flush=True)
-    return result
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ nvidia-smi -L || true
 python3 -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
 
 # ---- 1. benchmarks
+rm -f "$OUT/gpu.json"  # never size the training from an earlier run's numbers
 if [ "${BENCH:-1}" = 1 ]; then
-  timeout 180 python3 benchmarks/bench_gpu.py --parts "${BENCH_PARTS:-limit,check,model,predict}" --out "$OUT" 2>&1 \
+  timeout 300 python3 benchmarks/bench_gpu.py --parts "${BENCH_PARTS:-limit,check,model,predict}" --out "$OUT" 2>&1 \
     | tee "$OUT/bench.log"
 fi
 
@@ -63,8 +64,8 @@ while IFS='|' read -r arm n overrides; do
   # shellcheck disable=SC2086
   ( start=$(date +%s)
     timeout $(( ${TRAIN_BUDGET_S:-150} + 90 )) python3 -m unetkit train examples/isbi2012/config.toml \
-      --out "$RUNS/$arm" "${common[@]}" --set train.steps="$n" --set train.val_every=$((n / 5)) \
-      --set train.checkpoint_every=$((n / 5)) $overrides > "$RUNS/$arm.log" 2>&1
+      --out "$RUNS/$arm" "${common[@]}" --set train.steps="$n" --set train.val_every=$(( n / 5 > 0 ? n / 5 : 1 )) \
+      --set train.checkpoint_every=$(( n / 5 > 0 ? n / 5 : 1 )) $overrides > "$RUNS/$arm.log" 2>&1
     echo "exit $? wall $(( $(date +%s) - start )) s" >> "$RUNS/$arm.log" ) &
 done <<< "$ARMS"
 

@@ -205,17 +205,19 @@ def rows_gpu(res: dict) -> list[tuple]:
     card = res["machine"].get("gpu")
     rows = [("gpu limit", f"{mode} torch.mm n=8192 on {card}", "", f"{r['tflops']:.0f} TFLOP/s", "", "")
             for mode, r in (res.get("limit") or {}).items() if isinstance(r, dict) and "tflops" in r]
-    for r in res.get("model") or []:
+    for r in res.get("model") if isinstance(res.get("model"), list) else []:
         if isinstance(r, dict) and r.get("width") == 64:
             rows.append(("gpu model", f"{r['what']} 572 w64 b{r['batch']} {r['variant']}", "", f"{r['ms_median']:.2f} ms",
                          "", f"{r['tflops']:.0f} TFLOP/s, {card}"))
     monai = {}
-    for r in res.get("predict") or []:
+    predict_rows = [r for r in res.get("predict") or [] if isinstance(r, dict)] if isinstance(
+        res.get("predict"), list) else []
+    for r in predict_rows:
         if r.get("status") == "ok" and r["variant"].startswith("MONAI"):
             best = monai.get(r["size"])
             if best is None or r["ms_median"] < best["ms_median"]:
                 monai[r["size"]] = r
-    for r in res.get("predict") or []:
+    for r in predict_rows:
         if r.get("status") != "ok" or r["variant"].startswith("MONAI"):
             continue
         peer = monai.get(r["size"])

@@ -36,14 +36,15 @@ def test_balanced_auto_tiles_equal_the_largest_tiles(padding, budget):
     assert np.abs(a - b).max() < 1e-5
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.uint16, ">u2", np.bool_])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.uint16, ">u2", np.int32, np.bool_])
 @pytest.mark.parametrize("tta", [False, True])
 def test_device_resident_path_equals_streamed_tiles(dtype, tta):
     """on_device (one upload, tiles cut on the device) gives exactly the host-streamed answer."""
     torch.manual_seed(0)
     model = UNet(1, 2, base_features=4).eval()
     values = np.random.default_rng(1).random((157, 203))
-    image = values > 0.5 if dtype is np.bool_ else (values * 200).astype(dtype)
+    scale = 2**30 if dtype is np.int32 else 200  # int32 beyond float32's exact integers
+    image = values > 0.5 if dtype is np.bool_ else (values * scale).astype(dtype)
     kwargs = dict(tile_shape=(220, 236), batch_size=2, tta=tta)  # 2 x 2 tiles, one batch of 2 per row
     streamed = predict(model, image, on_device=False, **kwargs)
     resident = predict(model, image, on_device=True, **kwargs)
@@ -97,3 +98,10 @@ def test_cpu_tile_rule_keeps_results_equal():
     a = predict(model, image)
     b = predict(model, image, tile_shape=(1292, 492))  # one tile covers it
     assert np.abs(a - b).max() < 1e-5
+
+
+def test_cpu_tile_rule_leaves_deep_same_padding_networks_alone():
+    """A depth-7 same-padding network cannot plan tiles of ~1000 px (its smallest tile is 1664)."""
+    model = UNet(1, 2, base_features=1, depth=7, padding="same", dropout=0.0).eval()
+    prob = predict(model, np.random.default_rng(6).random((100, 100), dtype=np.float32))
+    assert prob.shape == (2, 100, 100) and np.isfinite(prob).all()

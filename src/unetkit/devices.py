@@ -18,18 +18,19 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
 
 @contextlib.contextmanager
 def cuda_speed(device: torch.device, *, benchmark: bool = True):
-    """On CUDA, let cuDNN time its convolution algorithms (``cudnn.benchmark``) inside the block.
+    """On CUDA, set cuDNN autotuning (``cudnn.benchmark``) to ``benchmark`` inside the block.
 
-    The previous setting is restored on exit. U-Net shapes repeat (one tile size
-    per call), so the one-off search pays after the first tile. TF32 for
-    convolutions is PyTorch's default (``cudnn.allow_tf32``) and is left as is.
-    On CPU this does nothing.
+    The previous setting is restored on exit. Training turns it on (one tile
+    shape repeats thousands of times, so the one-off search pays) and turns it
+    off around validation, whose whole-image shapes would each trigger a new
+    search. TF32 for convolutions is PyTorch's default (``cudnn.allow_tf32``)
+    and is left as is. On CPU this does nothing.
     """
-    if device.type != "cuda" or not benchmark:
+    if device.type != "cuda":
         yield
         return
     before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = benchmark
     try:
         yield
     finally:

@@ -91,7 +91,10 @@ def _cache_friendly_tile(image_hw, tile, cfg) -> tuple[int, int]:
     cap = geometry.nearest_valid_input_sizes(CPU_TILE_SIDE, depth=cfg.depth, padding=cfg.padding)[0]
     if cap is None or max(tile) <= cap:
         return tile
-    smaller = tuple(_balanced_tile(s, min(t, cap), cfg) for s, t in zip(image_hw, tile))
+    try:
+        smaller = tuple(_balanced_tile(s, min(t, cap), cfg) for s, t in zip(image_hw, tile))
+    except ValueError:  # the cap is below the smallest tile this network can plan (deep same-padding nets)
+        return tile
     if _tiled_flops(image_hw, smaller, cfg) <= CPU_FLOP_ALLOWANCE * _tiled_flops(image_hw, tile, cfg):
         return smaller
     return tile
@@ -187,9 +190,10 @@ def predict(
         Keep the whole normalised image and its probabilities in device memory
         for the call: one upload, tiles cut on the device, one download, and
         no host-device synchronisation per tile. Default (None): on CUDA when
-        both fit in ``memory_budget`` and ``out`` is a numpy array; otherwise
-        tiles stream from and to host memory (bounded memory for any size).
-        Both paths give the same numbers.
+        both fit in ``memory_budget`` (in addition to the tiles' activations,
+        which may use another ``memory_budget``) and ``out`` is a numpy array;
+        otherwise tiles stream from and to host memory (bounded memory for any
+        size). Both paths give the same numbers (tested bit for bit).
 
     Returns
     -------
@@ -333,7 +337,8 @@ def _predict_tiles_on_device(model, chw, out, tile, batch_size, device, dtype, o
     off = torch.as_tensor(offset, dtype=torch.float64, device=device)[:, None, None]
     sc = torch.as_tensor(scale, dtype=torch.float64, device=device)[:, None, None]
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    image = ((image.to(torch.float64) - off) / sc).to(work).to(dtype)
+    # as normalize(): cast to the working dtype first, then float64 arithmetic
+    image = ((image.to(work).to(torch.float64) - off) / sc).to(work).to(dtype)
     out_dtype = torch.float64 if np.dtype(out.dtype) == np.float64 else torch.float32
     probs = torch.empty((cfg.num_classes, height, width), dtype=out_dtype, device=device)
 

@@ -4,7 +4,9 @@
 and the demo call it. Everything random is keyed: the k-th training sample is
 drawn with ``np.random.default_rng([seed, k])``, dropout uses the torch RNG
 whose state is checkpointed, so a run resumed from ``last.pt`` continues
-bit-for-bit as if it had never stopped (on the same machine and thread count).
+bit-for-bit as if it had never stopped (on the same machine and thread count;
+on CUDA only as far as cuDNN picks the same kernels, which autotuning does not
+promise).
 """
 
 from __future__ import annotations
@@ -331,7 +333,8 @@ def train_on_pairs(
             if bar is not None:
                 bar.update(1)
             if val_pairs and (step % cfg.val_every == 0 or step == cfg.steps):
-                last_val = validate(model, val_pairs, device=device, warping=cfg.warping)
+                with cuda_speed(device, benchmark=False):  # whole images: no search per new shape
+                    last_val = validate(model, val_pairs, device=device, warping=cfg.warping)
                 model.train()
                 rec = {"step": step, "val": last_val, "wall_time_s": wall}
                 history.append(rec)
@@ -360,7 +363,8 @@ def train_on_pairs(
 
         plot_training_curves(history, out / "curves.png")
         if val_pairs:
-            plot_samples(model, val_pairs[:3], out / "samples.png", device=device)
+            with cuda_speed(device, benchmark=False):
+                plot_samples(model, val_pairs[:3], out / "samples.png", device=device)
     return {"steps": step, "wall_time_s": wall, "validation": last_val, "best_value": best_value,
             "data_s_per_step": data_time / max(step - start_step, 1),
             "compute_s_per_step": compute_time / max(step - start_step, 1), "model": model}
