@@ -62,10 +62,10 @@ def _parse_tile(text: str):
 def _device_arg(text: str | None):
     import torch
 
-    if text in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from .devices import resolve_device
+
     try:
-        dev = torch.device(text)
+        dev = resolve_device(text)
     except RuntimeError:
         raise UsageError(f"--device {text!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
