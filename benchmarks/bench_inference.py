@@ -81,9 +81,9 @@ def cases(quick: bool) -> list[dict]:
         ]
     largest = auto_tile_shape((big, big), base_features=16)
     from unetkit import UNet
-    from unetkit.inference import _tile_shape
+    from unetkit.tiling import choose_tile_shape
 
-    balanced = _tile_shape("auto", (big, big), UNet(1, 2, base_features=16), 2 * 1024**3, 1)  # no CPU rule
+    balanced = choose_tile_shape("auto", (big, big), UNet(1, 2, base_features=16).config, device="cuda")  # no CPU rule
     c += [
         dict(name="MONAI sliding window", impl="monai", **w64, reps=reps),
         dict(name="unetkit auto tile", impl="unetkit", size=big, width=16, **heavy),
@@ -204,13 +204,12 @@ def flops_per_image(case: dict) -> float:
             shape, passes = (ROI, ROI), per_axis**2
         else:
             from unetkit import UNet
-            from unetkit.inference import _tile_shape
-            from unetkit.tiling import plan_tiles
+            from unetkit.tiling import choose_tile_shape, plan_tiles
 
             net = UNet(1, 2, base_features=w)
             kwargs = case.get("kwargs", {})
-            shape = _tile_shape(kwargs.get("tile_shape", "auto"), (size, size), net, 2 * 1024**3,
-                                kwargs.get("batch_size", 1), torch.device("cpu"))
+            shape = choose_tile_shape(kwargs.get("tile_shape", "auto"), (size, size), net.config,
+                                      batch_size=kwargs.get("batch_size", 1), device="cpu")
             passes = len(plan_tiles((size, size), shape)[1])
         with FlopCounterMode(display=False) as counter:
             net.eval()(torch.empty(1, 1, *shape))

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from unetkit import UNet, predict
-from unetkit.inference import _tile_shape
-from unetkit.tiling import auto_tile_shape, plan_tiles
+from unetkit.tiling import auto_tile_shape, choose_tile_shape, plan_tiles, tiled_flops
 
 
 @pytest.mark.parametrize(
@@ -16,7 +15,7 @@ from unetkit.tiling import auto_tile_shape, plan_tiles
 def test_auto_tile_is_the_smallest_with_the_same_tile_count(image_hw, width, expected):
     model = UNet(1, 2, base_features=width)
     largest = auto_tile_shape(image_hw, base_features=width)
-    tile = _tile_shape("auto", image_hw, model, 2 * 1024**3, 1)
+    tile = choose_tile_shape("auto", image_hw, model.config, device="cuda")
     assert tile == expected
     assert len(plan_tiles(image_hw, tile)[1]) == len(plan_tiles(image_hw, largest)[1])
     smaller = (tile[0] - 16, tile[1])
@@ -29,7 +28,7 @@ def test_balanced_auto_tiles_equal_the_largest_tiles(padding, budget):
     model = UNet(1, 2, base_features=2, padding=padding, dropout=0.0).eval()
     image = np.random.default_rng(0).normal(size=(300, 230)).astype(np.float32)
     largest = auto_tile_shape(image.shape, base_features=2, padding=padding, memory_budget=budget)
-    balanced = _tile_shape("auto", image.shape, model, budget, 1)
+    balanced = choose_tile_shape("auto", image.shape, model.config, memory_budget=budget, device="cuda")
     assert balanced != largest and all(b <= t for b, t in zip(balanced, largest))
     a = predict(model, image, memory_budget=budget)
     b = predict(model, image, tile_shape=largest)
@@ -76,24 +75,21 @@ def test_predict_restores_the_models_memory_format(fmt):
 
 
 def test_cpu_prefers_cache_sized_tiles_only_when_they_cost_few_more_flops():
-    from unetkit.inference import _tiled_flops
-
-    cpu, gpu = torch.device("cpu"), torch.device("cuda")
     w16 = UNet(1, 2, base_features=16)
     # 4096^2: 36 tiles of 876 px cost 10% more FLOPs than 9 of 1564 px (and ran ~1.2x faster)
-    assert _tile_shape("auto", (4096, 4096), w16, 2 * 1024**3, 1, cpu) == (876, 876)
-    assert _tile_shape("auto", (4096, 4096), w16, 2 * 1024**3, 1, gpu) == (1564, 1564)
-    ratio = _tiled_flops((4096, 4096), (876, 876), w16.config) / _tiled_flops((4096, 4096), (1564, 1564), w16.config)
+    assert choose_tile_shape("auto", (4096, 4096), w16.config, device="cpu") == (876, 876)
+    assert choose_tile_shape("auto", (4096, 4096), w16.config, device="cuda") == (1564, 1564)
+    ratio = tiled_flops((4096, 4096), (876, 876), w16.config) / tiled_flops((4096, 4096), (1564, 1564), w16.config)
     assert 1.0 < ratio < 1.2
     # one 700 tile for 512^2 at width 64 stays: anything smaller costs far more FLOPs
-    assert _tile_shape("auto", (512, 512), UNet(1, 2, base_features=64), 2 * 1024**3, 1, cpu) == (700, 700)
+    assert choose_tile_shape("auto", (512, 512), UNet(1, 2, base_features=64).config, device="cpu") == (700, 700)
 
 
 def test_cpu_tile_rule_keeps_results_equal():
     torch.manual_seed(0)
     model = UNet(1, 2, base_features=2, dropout=0.0).eval()
     image = np.random.default_rng(5).normal(size=(1100, 300)).astype(np.float32)
-    tile = _tile_shape("auto", image.shape, model, 2 * 1024**3, 1, torch.device("cpu"))
+    tile = choose_tile_shape("auto", image.shape, model.config, device="cpu")
     assert tile[0] < 1100  # several tiles along the long axis
     a = predict(model, image)
     b = predict(model, image, tile_shape=(1292, 492))  # one tile covers it

@@ -69,7 +69,7 @@ def test_outputs_and_validation_metrics(tmp_path, pairs):
     summary = train_on_pairs(run, train_pairs, val_pairs, tmp_path, log=lambda m: None)
     for name in ("best.pt", "last.pt", "config.json", "metrics.jsonl", "curves.png", "samples.png"):
         assert (tmp_path / name).is_file(), name
-    val = summary["validation"]
+    val = summary.validation
     for key in ("loss", "accuracy", "pixel_error", "rand_error", "iou", "v_rand"):
         assert key in val
     assert 0 <= val["accuracy"] <= 1
@@ -87,8 +87,8 @@ def test_training_learns_the_synthetic_task(tmp_path):
     summary = train_on_pairs(run, made[:3], made[3:], tmp_path, log=lambda m: None)
     all_cell = float((made[3].classes == 1).mean())  # the accuracy of the constant "cell" answer
     # after 100 steps the network finds membranes: clearly better than the constant answer
-    assert summary["validation"]["accuracy"] > all_cell + 0.015
-    assert summary["validation"]["iou"] > 0.9
+    assert summary.validation["accuracy"] > all_cell + 0.015
+    assert summary.validation["iou"] > 0.9
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path, pairs):

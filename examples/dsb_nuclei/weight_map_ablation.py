@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                                               plots=False))
             t0 = time.perf_counter()
             summary = train_on_pairs(run, pairs, [], out / f"w0_{w0:g}_seed{seed}", log=lambda m: None)
-            prob = predict(summary["model"], image[right])
+            prob = predict(summary.model, image[right])
             pred = probabilities_to_instances(prob, config=InstanceConfig(threshold=0.5, min_size=10))
             scores = evaluate_instances(pred, gt)
             row = {"w0": w0, "seed": seed, "seg": scores["seg"], "ap50": scores["ap50"],
@@ -91,20 +91,20 @@ def main(argv=None) -> int:
 def _figure(image, gt, out: Path, results) -> None:
     from skimage.segmentation import find_boundaries
 
-    from unetkit.plots import _figure as figure, _gray, _save
+    from unetkit.plots import display_gray, figure_grid, save_figure
 
     seed = results[0]["seed"]
-    plt, fig, axes = figure(3, size=4.0)
+    fig, axes = figure_grid(3, size=4.0)
     panels = [("ground truth", gt)] + [
         (f"w0 = {w0:g} (seed {seed})", np.load(out / f"w0_{w0:g}_seed{seed}" / "pred.npy")) for w0 in (10.0, 0.0)]
     for ax, (title, lab) in zip(axes[0], panels):
-        g = _gray(image)
+        g = display_gray(image)
         rgb = np.dstack([g, g, g])
         rgb[find_boundaries(lab, mode="inner")] = (1.0, 0.85, 0.0)
         ax.imshow(rgb)
         ax.set_title(f"{title}: {len(np.unique(lab[lab > 0]))} objects")
         ax.set_axis_off()
-    _save(plt, fig, out / "ablation.png")
+    save_figure(fig, out / "ablation.png")
 
 
 if __name__ == "__main__":

@@ -40,14 +40,13 @@ def _coerce(value, tp, key: str):
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {type(value).__name__} ({value!r})")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):

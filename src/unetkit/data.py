@@ -1,36 +1,48 @@
 """Training data: image/label pairs from folders, multi-page TIFF stacks or Python lists.
 
 Every pair becomes a :class:`TrainingPair` of a normalised image, a class map and
-the paper's per-pixel weight map (computed once and cached in memory):
+the paper's per-pixel weight map (computed once and cached in memory). What the
+label values mean is decided by :mod:`unetkit.labels` (the label kinds and the
+one mask-to-objects rule):
 
-- ``classes``: label values are class indices 0..C-1.
-- ``binary``: two values such as ISBI's 0/255; the larger is class 1 (255 = cell).
-  Objects are the 4-connected components of class 1; the border weight map is
-  computed from them.
-- ``instances``: 0 = background, 1..N = objects. Touching objects are separated
-  by a carved 1-pixel background line, and the weight map emphasises it.
-- ``auto``: values {0, v} with v > 1 -> ``binary``; all values < num_classes
-  -> ``classes``; otherwise ``instances``.
+- ``binary`` (0/255, 0/1): objects are the 4-connected components of the
+  foreground; the border weight map is computed from them;
+- ``instances``: 0 = background, 1..N = objects; touching objects are separated
+  by a carved 1-pixel background line and the weight map emphasises it;
+- ``classes``: class indices 0..C-1;
+- ``auto``: by the values (:func:`unetkit.labels.detect_label_kind`).
 
-An ``ignore_value`` marks pixels that do not count in the loss (weight 0).
+Objects become a 2-class target (background / object, with carved borders) or,
+for 3-class models, the background / interior / border target.
+
+An ``ignore_value`` marks pixels that do not count in the loss (weight 0):
+sparse annotations, as the paper's few-annotation setting and a painting user
+produce them.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
-from .io import ImageReadError, list_images, read_image, read_stack
+from .io import ImageReadError, list_images, read_image_axes, read_stack
+from .labels import (
+    LABEL_KINDS,
+    check_label_image,
+    detect_label_kind,
+    instances_to_border_classes,
+    instances_to_classes,
+    is_binary_values,
+    mask_to_objects,
+)
 from .normalize import NormalizationConfig, intensity_range, normalize
-from .weights import WeightMapConfig, border_weight_map, class_balance_weights, instances_to_classes
+from .weights import WeightMapConfig, border_weight_map, class_balance_weights
 
-__all__ = ["DataConfig", "TrainingPair", "load_pairs_from_paths", "make_pairs", "parse_select"]
-
-LABEL_KINDS = ("auto", "classes", "binary", "instances")
+__all__ = ["DataConfig", "TrainingPair", "load_pairs_from_paths", "make_pair", "make_pairs", "parse_select",
+           "load_arrays", "resolve_path"]
 
 
 @dataclass(frozen=True)
@@ -58,9 +70,9 @@ class DataConfig:
             raise ValueError(f"label_kind must be one of {LABEL_KINDS}, got {self.label_kind!r}")
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class TrainingPair:
-    """One training image with its targets.
+    """One training image with its targets, and how they were made.
 
     Attributes
     ----------
@@ -68,34 +80,42 @@ class TrainingPair:
     classes : (H, W) int64 class index per pixel
     weights : (H, W) float32 loss weight w(x) (0 = ignored)
     name : str
+    kind : the label kind the targets were made as (``binary``, ``instances``, ``classes``)
+    weight_config : the :class:`WeightMapConfig` that made ``weights``
+    normalization : the :class:`NormalizationConfig` that made ``image``
     """
 
     image: np.ndarray
     classes: np.ndarray
     weights: np.ndarray
     name: str = ""
-    instances: np.ndarray | None = field(default=None, repr=False)
+    kind: str = "classes"
+    weight_config: WeightMapConfig = WeightMapConfig()
+    normalization: NormalizationConfig = NormalizationConfig()
 
 
 def parse_select(text: str, n: int) -> list[int]:
-    """Indices chosen by ``"a:b"``, ``"a:b:s"``, ``"i,j,k"`` or ``":"`` from n items."""
+    """Indices chosen by ``"a:b"``, ``"a:b:s"``, ``"i,j,k"`` or ``":"`` from n items ("" chooses none)."""
     text = text.strip()
     if not text:
         return []
     try:
         if ":" in text:
             parts = [int(p) if p.strip() else None for p in text.split(":")]
+            if len(parts) > 3:
+                raise ValueError
             return list(range(n))[slice(*parts)]
         idx = [int(p) for p in text.split(",")]
     except ValueError:
-        raise ValueError(f"select {text!r} must look like 'a:b' or 'i,j,k'") from None
+        raise ValueError(f"select {text!r} must look like 'a:b', 'a:b:s' or 'i,j,k'") from None
     bad = [i for i in idx if not -n <= i < n]
     if bad:
         raise ValueError(f"select {text!r}: index {bad[0]} out of range for {n} items")
     return [i % n for i in idx]
 
 
-def _resolve(path: str, base: Path | None) -> Path:
+def resolve_path(path: str, base: Path | None) -> Path:
+    """Expand ``~`` and ``$VAR`` in a config path and make it relative to ``base`` (the config's folder)."""
     p = Path(os.path.expandvars(os.path.expanduser(path)))
     if "$" in str(p):
         raise ValueError(f"path {path!r} uses an environment variable that is not set")
@@ -105,19 +125,28 @@ def _resolve(path: str, base: Path | None) -> Path:
 def _read_many(path: Path) -> tuple[list[str], list[np.ndarray]]:
     if path.is_dir():
         files = list_images(path)
-        return [f.stem for f in files], [read_image(f) for f in files]
+        arrays = []
+        for f in files:
+            array, axes = read_image_axes(f)
+            if axes == "ZYX":
+                raise ImageReadError(f"{f}: a stack of {array.shape[0]} planes inside a folder of images; "
+                                     "give the stack itself as data.images")
+            arrays.append(array)
+        return [f.stem for f in files], arrays
     planes = read_stack(path)
     return [f"{path.stem}[{i}]" for i in range(len(planes))], planes
 
 
 def load_arrays(images: str, labels: str, *, base: Path | None = None) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """Read matched image and label arrays from two folders or two stacks."""
-    ipath, lpath = _resolve(images, base), _resolve(labels, base)
+    ipath, lpath = resolve_path(images, base), resolve_path(labels, base)
     for p, what in ((ipath, "images"), (lpath, "labels")):
         if not p.exists():
             raise ImageReadError(f"{what} path {p} does not exist")
     inames, imgs = _read_many(ipath)
     lnames, labs = _read_many(lpath)
+    if not imgs:
+        raise ValueError(f"{ipath} holds no images")
     if ipath.is_dir() and lpath.is_dir():
         lmap = dict(zip(lnames, labs))
         missing = [n for n in inames if n not in lmap]
@@ -129,14 +158,38 @@ def load_arrays(images: str, labels: str, *, base: Path | None = None) -> tuple[
     return inames, imgs, labs
 
 
-def detect_label_kind(labels: list[np.ndarray], num_classes: int) -> str:
-    """Guess the label kind from the values (see module docstring)."""
-    values = np.unique(np.concatenate([np.unique(l) for l in labels]))
-    if len(values) <= 2 and values.min() == 0 and values.max() > 1:
-        return "binary"
-    if values.max() < num_classes:
-        return "classes"
-    return "instances"
+def _targets(label: np.ndarray, ignore: np.ndarray, *, kind: str, num_classes: int, weight_config: WeightMapConfig,
+             name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(classes int64, weights float32 before ignoring) of one label image of ``kind``."""
+    valid = label[~ignore]
+    objects = None
+    if kind == "binary":
+        values = np.unique(valid)
+        if not is_binary_values(values):
+            raise ValueError(f"{name}: binary labels must be 0 (background) and one other value, got {values[:6]}")
+        objects = mask_to_objects(np.where(ignore, 0, label))
+    elif kind == "instances":
+        objects = check_label_image(np.where(ignore, 0, label), name)
+    elif valid.size and (valid.min() < 0 or valid.max() >= num_classes):
+        raise ValueError(
+            f"{name}: label values must be class indices 0..{num_classes - 1}, got {valid.min()}..{valid.max()}")
+    if objects is None:
+        classes = np.where(ignore, 0, label).astype(np.int64)
+    elif num_classes == 2:
+        classes = instances_to_classes(objects, width=weight_config.border_width).astype(np.int64)
+    elif num_classes == 3:
+        classes = instances_to_border_classes(objects, border_width=max(weight_config.border_width, 1)).astype(np.int64)
+    else:
+        raise ValueError(f"{name}: {kind} labels need a 2-class (background/object) or 3-class "
+                         f"(background/interior/border) model, got num_classes={num_classes}")
+    if objects is not None and num_classes == 2 and weight_config.w0 > 0:
+        weights = border_weight_map(objects, **asdict(weight_config))
+    elif weight_config.class_balance:
+        weights = np.ones(label.shape, np.float32)  # ignored pixels get 0 later; only annotated ones count here
+        weights[~ignore] = class_balance_weights(classes[~ignore], num_classes)
+    else:
+        weights = np.ones(label.shape, np.float32)
+    return classes, weights
 
 
 def make_pair(
@@ -151,68 +204,54 @@ def make_pair(
     ignore_value: int | None = None,
     name: str = "",
 ) -> TrainingPair:
-    """Turn one raw image and label into a :class:`TrainingPair` (normalised image, classes, weights)."""
+    """Turn one raw image and label into a :class:`TrainingPair` (normalised image, classes, weights).
+
+    ``kind`` is ``"binary"``, ``"instances"`` or ``"classes"`` (see the module
+    docstring); ``weight_config`` is applied in full (w0, sigma, class balance,
+    border width, tolerance). Class balancing counts the annotated pixels only.
+    """
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3 or image.shape[0] != in_channels:
         raise ValueError(f"{name}: expected an image (H, W) or ({in_channels}, H, W), got shape {image.shape}")
+    if not np.all(np.isfinite(image)):
+        raise ValueError(f"{name}: image has {int(np.size(image) - np.isfinite(image).sum())} NaN or infinite pixels")
     label = np.asarray(label)
     if label.ndim != 2 or label.shape != image.shape[1:]:
         raise ValueError(f"{name}: label shape {label.shape} does not match image shape {image.shape[1:]}")
     if not np.issubdtype(label.dtype, np.integer):
-        if np.any(label != np.round(label)):
+        if label.dtype != bool and np.any(label != np.round(label)):
             raise ValueError(f"{name}: labels must be integers, got non-integer values ({label.dtype})")
         label = label.astype(np.int64)
+    if kind not in ("binary", "instances", "classes"):
+        raise ValueError(f"{name}: label kind must be binary, instances or classes, got {kind!r}")
     ignore = label == ignore_value if ignore_value is not None else np.zeros(label.shape, bool)
-    valid = label[~ignore]
-    instances = None
-    if kind == "binary":
-        values = np.unique(valid)
-        if len(values) > 2:
-            raise ValueError(f"{name}: binary labels have more than two values: {values[:6]}")
-        if num_classes != 2:
-            raise ValueError(f"{name}: binary labels need a 2-class model, got num_classes={num_classes}")
-        fg = (label == values.max()) & ~ignore if len(values) == 2 and values.max() > 0 else (label > 0) & ~ignore
-        instances, _ = ndimage.label(fg)
-        classes = fg.astype(np.int64)
-    elif kind == "instances":
-        if valid.size and valid.min() < 0:
-            raise ValueError(f"{name}: instance labels must be >= 0, got {valid.min()}")
-        if num_classes != 2:
-            raise ValueError(f"{name}: instance labels need a 2-class model (background/object), got {num_classes}")
-        instances = np.where(ignore, 0, label).astype(np.int64)
-        classes = instances_to_classes(instances).astype(np.int64)
-    else:
-        if valid.size and (valid.min() < 0 or valid.max() >= num_classes):
-            raise ValueError(
-                f"{name}: label values must be class indices 0..{num_classes - 1}, got {valid.min()}..{valid.max()}"
-            )
-        classes = np.where(ignore, 0, label).astype(np.int64)
-    if instances is not None and weight_config.w0 > 0:
-        weights = border_weight_map(instances, w0=weight_config.w0, sigma=weight_config.sigma,
-                                    class_balance=weight_config.class_balance)
-    elif weight_config.class_balance:
-        weights = class_balance_weights(classes, num_classes)
-    else:
-        weights = np.ones(label.shape, np.float32)
+    classes, weights = _targets(label, ignore, kind=kind, num_classes=num_classes, weight_config=weight_config,
+                                name=name)
     weights = np.where(ignore, 0.0, weights).astype(np.float32)
     offset, scale = intensity_range(image, normalization, channels=True)
-    return TrainingPair(normalize(image, offset, scale), classes, weights, name,
-                        instances.astype(np.int32) if instances is not None else None)
+    return TrainingPair(normalize(image, offset, scale), classes, weights, name, kind, weight_config, normalization)
 
 
 def make_pairs(images, labels, *, names=None, kind: str = "auto", num_classes: int = 2, in_channels: int = 1,
                normalization: NormalizationConfig | None = None, weight_config: WeightMapConfig | None = None,
                ignore_value: int | None = None) -> list[TrainingPair]:
-    """Training pairs from Python lists of arrays (images (H, W) or (C, H, W); labels (H, W) integers)."""
+    """Training pairs from Python lists of arrays (images (H, W) or (C, H, W); labels (H, W) integers).
+
+    With ``kind="auto"`` one kind is detected from the values of all labels
+    together (ignored pixels left out), so every pair means the same.
+    """
     if len(images) == 0:
         raise ValueError("no training images: the set is empty")
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if kind not in LABEL_KINDS:
+        raise ValueError(f"label kind must be one of {LABEL_KINDS}, got {kind!r}")
     names = names or [f"#{i}" for i in range(len(images))]
     if kind == "auto":
-        kept = [np.where(l == ignore_value, 0, l) if ignore_value is not None else l for l in labels]
+        kept = [np.asarray(l)[np.asarray(l) != ignore_value] if ignore_value is not None else np.asarray(l)
+                for l in labels]
         kind = detect_label_kind(kept, num_classes)
     return [
         make_pair(i, l, kind=kind, num_classes=num_classes, in_channels=in_channels,
@@ -227,7 +266,7 @@ def load_pairs_from_paths(config: DataConfig, *, validation: bool = False, base:
 
     Validation pairs come from ``val_images``/``val_labels`` when given, else
     from ``images``/``labels`` with ``val_select``. Returns [] when no
-    validation set is configured.
+    validation set is configured. ``kwargs`` go to :func:`make_pairs`.
     """
     images = (config.val_images or config.images) if validation else config.images
     labels = (config.val_labels or config.labels) if validation else config.labels
@@ -240,5 +279,5 @@ def load_pairs_from_paths(config: DataConfig, *, validation: bool = False, base:
     idx = parse_select(select, len(imgs))
     if not idx:
         raise ValueError(f"selection {select!r} of {len(imgs)} pairs is empty")
-    return make_pairs([imgs[i] for i in idx], [labs[i] for i in idx], names=[names[i] for i in idx],
+    return make_pairs([imgs[i] for i in idx], [labs[i] for i in idx], names=[f"{names[i]}" for i in idx],
                       kind=config.label_kind, ignore_value=config.ignore_value, **kwargs)

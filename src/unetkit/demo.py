@@ -8,20 +8,20 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
 from .augment import AugmentConfig
+from .data import make_pairs
 from .checkpoint import load_model
 from .inference import predict
-from .io import atomic_path, write_mask, write_png, write_tiff
+from . import geometry
+from .io import atomic_path, check_output_dir, write_mask, write_png, write_tiff
 from .model import ModelConfig
 from .normalize import NormalizationConfig
 from .plots import plot_prediction
 from .synthetic import make_em_dataset, make_em_image
 from .train import RunConfig, TrainConfig, train_on_pairs
-from .data import make_pairs
 from .weights import WeightMapConfig
 
 __all__ = ["DemoConfig", "run_demo"]
@@ -43,7 +43,7 @@ class DemoConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(optimizer="adam"))
 
 
-def run_demo(out_dir, config: DemoConfig = DemoConfig(), *, progress: bool = True, log=print) -> dict:
+def run_demo(out_dir, config: DemoConfig = DemoConfig(), *, progress: bool = True, log=None) -> dict:
     """Train on generated EM-like images and segment a held-out one.
 
     Writes to ``out_dir``: ``model.pt`` (checkpoint), ``heldout.png`` (the
@@ -52,8 +52,8 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), *, progress: bool = Tru
     the training run in ``train/``. Returns a summary with the held-out
     pixel ``accuracy``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir)
+    geometry.check_input_shape((config.tile, config.tile), depth=4)  # before anything is written
     t0 = time.perf_counter()
     shape = (config.image_size, config.image_size)
     samples = make_em_dataset(config.n_train, shape, seed=config.seed)
@@ -86,5 +86,5 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), *, progress: bool = Tru
     write_mask(out / "heldout_mask.png", mask, num_classes=2)
     plot_prediction(held.image, prob[1], mask, out / "heldout_overlay.png", truth=truth,
                     title=f"held-out generated image: pixel accuracy {accuracy:.3f}")
-    return {"accuracy": accuracy, "wall_time_s": time.perf_counter() - t0, "train_wall_time_s": summary["wall_time_s"],
-            "steps": summary["steps"], "checkpoint": str(model_path), "out": str(out)}
+    return {"accuracy": accuracy, "wall_time_s": time.perf_counter() - t0, "train_wall_time_s": summary.wall_time_s,
+            "steps": summary.steps, "checkpoint": str(model_path), "out": str(out)}

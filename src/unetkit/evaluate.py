@@ -25,20 +25,18 @@ Ground truth: cell = label > 0.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-import tempfile
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from unetkit import metrics as _m
+from . import metrics as _m
+from .io import ImageReadError, list_images, natural_key, read_image_axes, write_json
+from .labels import is_binary_values, to_objects
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "ImagePair",
     "load_pairs",
     "evaluate_paths",
@@ -46,7 +44,6 @@ __all__ = [
     "write_json",
 ]
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 INSTANCE_METRICS = ("seg", "ap50")
 
 
@@ -59,66 +56,27 @@ class ImagePair(NamedTuple):
 
 
 # ---------------------------------------------------------------------------
-# Reading
+# Reading (files through unetkit.io: one suffix list, one colour rule)
 # ---------------------------------------------------------------------------
 
 
-def _read(path: Path) -> np.ndarray:
-    """Read one image file as an array (a multi-page TIFF as a stack)."""
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            arr = series.asarray()
-            axes = series.axes
-        if "S" in axes:  # colour samples
-            arr = _grey(np.moveaxis(arr, axes.index("S"), -1), path,
-                        hint="; a stack of 3 or 4 planes must be saved with photometric='minisblack'")
-        return arr
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix == ".png":
-        import imageio.v3 as iio
-
-        arr = iio.imread(path)
-        return _grey(arr, path) if arr.ndim == 3 else arr
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of {IMAGE_SUFFIXES}")
-
-
-def _grey(arr: np.ndarray, path: Path, hint: str = "") -> np.ndarray:
-    """Colour image whose channels are all equal -> one channel."""
-    colour = arr[..., :3]
-    if not np.all(colour == colour[..., :1]):
-        raise ValueError(f"{path}: colour image; expected a single-channel image (or equal channels){hint}")
-    return colour[..., 0]
-
-
 def _planes(path: Path) -> list[tuple[str, np.ndarray]]:
-    """(name, plane) for every 2D plane of one file."""
-    arr = _read(path)
+    """(name, plane) for every 2D plane of one file; a colour image is refused."""
+    arr, axes = read_image_axes(path)
+    if axes == "CYX":
+        raise ImageReadError(f"{path}: colour image ({arr.shape[0]} channels); expected a single-channel image "
+                             "(a stack of 3 or 4 planes must be saved with photometric='minisblack')")
     if arr.ndim == 2:
         return [(path.stem, arr)]
-    if arr.ndim == 3:
-        return [(f"{path.stem}[{i}]", plane) for i, plane in enumerate(arr)]
-    raise ValueError(f"{path}: expected a 2D image or a (Z, H, W) stack, got shape {arr.shape}")
-
-
-def _natural_key(name: str):
-    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
+    return [(f"{path.stem}[{i}]", plane) for i, plane in enumerate(arr)]
 
 
 def _collect(path: str | os.PathLike, role: str) -> list[tuple[str, np.ndarray]]:
     p = Path(path)
     if p.is_dir():
-        files = sorted(
-            (f for f in p.iterdir()
-             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")),
-            key=lambda f: _natural_key(f.name),
-        )
+        files = list_images(p)
         if not files:
-            raise ValueError(f"{role} folder {p} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise ValueError(f"{role} folder {p} holds no images")
         planes: list[tuple[str, np.ndarray]] = []
         for f in files:
             planes.extend(_planes(f))
@@ -172,11 +130,11 @@ def load_pairs(pred_path: str | os.PathLike, gt_path: str | os.PathLike) -> list
                 f"prediction has {len(preds)} images and ground truth {len(gts)}; "
                 f"names do not match either (e.g. {pred_names[0]!r} vs {gts[0][0]!r})"
             )
-        pairs = [(pn, p, g) for (pn, p), (_, g) in zip(sorted(preds, key=lambda x: _natural_key(x[0])),
-                                                        sorted(gts, key=lambda x: _natural_key(x[0])))]
+        pairs = [(pn, p, g) for (pn, p), (_, g) in zip(sorted(preds, key=lambda x: natural_key(x[0])),
+                                                        sorted(gts, key=lambda x: natural_key(x[0])))]
     else:
-        only_pred = sorted(set(pred_names) - common, key=_natural_key)
-        only_gt = sorted(set(gt_by_name) - common, key=_natural_key)
+        only_pred = sorted(set(pred_names) - common, key=natural_key)
+        only_gt = sorted(set(gt_by_name) - common, key=natural_key)
         raise ValueError(
             f"prediction and ground-truth names match only in part: "
             f"without ground truth: {only_pred[:10]}; without prediction: {only_gt[:10]}"
@@ -204,14 +162,14 @@ def _pred_kind(planes: Sequence[np.ndarray]) -> str:
             kinds.add("binary")
         elif np.issubdtype(p.dtype, np.integer):
             values = np.unique(p)
-            if values.size > 2:
-                kinds.add("instances")
-            elif values.size == 2 and values[0] != 0:
+            if is_binary_values(values):
+                kinds.add("binary")
+            elif values.size == 2:
                 raise ValueError(
                     f"prediction plane {i}: a two-valued mask must use 0 for boundary, got values {values.tolist()}"
                 )
             else:
-                kinds.add("binary")
+                kinds.add("instances")
         else:
             raise ValueError(f"prediction plane {i}: unsupported dtype {p.dtype}")
     if "instances" in kinds and "probability" in kinds:
@@ -223,23 +181,10 @@ def _pred_kind(planes: Sequence[np.ndarray]) -> str:
 
 
 def _probability(pred: np.ndarray, name: str) -> np.ndarray:
-    """P(cell) of one prediction plane: a float map as is, a mask or labels as 0/1."""
-    if not np.issubdtype(pred.dtype, np.floating):
+    """P(cell) of one prediction plane: an instance label image as its foreground, else the metrics' rule."""
+    if np.issubdtype(pred.dtype, np.integer) and not is_binary_values(np.unique(pred)):
         return (pred > 0).astype(np.float32)
-    lo, hi = float(np.min(pred)), float(np.max(pred))
-    if 0.0 <= lo and hi <= 1.0:  # NaN fails this test
-        return pred
-    if hi == 255.0 and np.all((pred == 0) | (pred == 255)):
-        return (pred > 0).astype(np.float32)
-    raise ValueError(f"prediction {name!r}: probabilities must lie in [0, 1] (or be a 0/255 mask), got [{lo}, {hi}]")
-
-
-def _gt_instances(gt: np.ndarray) -> np.ndarray:
-    """Ground-truth instances: 4-connected components if binary, else the labels."""
-    values = np.unique(gt)
-    if values.size <= 2 or gt.dtype == bool:
-        return _m.connected_components(gt > 0)
-    return gt
+    return _m.as_probability(pred, f"prediction {name!r}")
 
 
 def _split_metrics(metrics: Sequence[str] | None) -> tuple[list[str] | None, list[str] | None]:
@@ -302,8 +247,8 @@ def evaluate_paths(
         if kind == "instances":
             pred_inst = [p.pred for p in pairs]
         else:
-            pred_inst = [_m.connected_components(_m.threshold(p, 0.5)) for p in probs]
-        gt_inst = [_gt_instances(g) for g in gts]
+            pred_inst = [to_objects(_m.threshold(p, 0.5), 'binary') for p in probs]
+        gt_inst = [to_objects(g) for g in gts]
         result["instances"] = _m.evaluate_instances(pred_inst, gt_inst)
         result["instances"]["source"] = "labels" if kind == "instances" else "components of p > 0.5"
     result["inputs"] = {
@@ -364,42 +309,3 @@ def format_table(result: dict) -> str:
             if key in inst:
                 lines.append(f"  {key:<18} {_num(inst[key])}")
     return "\n".join(lines)
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def write_json(result: dict, path: str | os.PathLike) -> Path:
-    """Write a result as JSON, atomically (temporary file + ``os.replace``).
-
-    NaN and infinities become ``null``; NumPy values become plain numbers.
-    Returns the path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_jsonable(result), indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path

@@ -39,6 +39,15 @@ from skimage import segmentation as _seg
 from skimage.color import label2rgb
 from skimage.morphology import h_maxima
 
+from .labels import (
+    _check_instances,
+    check_connectivity,
+    instances_to_border_classes,
+    label_components,
+    relabel_sequential,
+    smallest_dtype_for,
+)
+
 __all__ = [
     "InstanceConfig",
     "probabilities_to_instances",
@@ -57,7 +66,7 @@ __all__ = [
 _PROB_TOLERANCE = 1e-5
 
 
-@dataclass
+@dataclass(frozen=True)
 class InstanceConfig:
     """Options of :func:`probabilities_to_instances`.
 
@@ -115,77 +124,6 @@ class InstanceConfig:
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_connectivity(connectivity: int, ndim: int) -> None:
-    if int(connectivity) != connectivity or not 1 <= connectivity <= ndim:
-        raise ValueError(f"connectivity must be an integer in [1, {ndim}] for {ndim}-D arrays, got {connectivity!r}")
-
-
-def _check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim < 1:
-        raise ValueError(f"{name} must be an array with at least one axis, got a scalar")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise ValueError(f"{name} must have an integer dtype, got {labels.dtype}")
-    if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
-        raise ValueError(f"{name} must be non-negative (0 = background), got minimum {labels.min()}")
-    if labels.dtype == bool:
-        labels = labels.astype(np.uint8)
-    return labels
-
-
-def smallest_dtype_for(n: int) -> np.dtype:
-    """Unsigned dtype for a label image with ``n`` objects.
-
-    Parameters
-    ----------
-    n : int
-        Number of objects (the largest label), >= 0.
-
-    Returns
-    -------
-    numpy.dtype
-        ``uint16`` for ``n <= 65535`` (what most tools read), ``uint32`` up to
-        ``2**32 - 1``.
-
-    Raises
-    ------
-    ValueError
-        If ``n`` is negative or does not fit in uint32.
-    """
-    if int(n) != n or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    if n <= np.iinfo(np.uint16).max:
-        return np.dtype(np.uint16)
-    if n <= np.iinfo(np.uint32).max:
-        return np.dtype(np.uint32)
-    raise ValueError(f"{n} objects do not fit in uint32 labels")
-
-
-def label_components(mask: np.ndarray, *, connectivity: int = 1) -> np.ndarray:
-    """Connected components of a binary mask.
-
-    Parameters
-    ----------
-    mask : ndarray of bool, shape (H, W) (any number of axes works)
-        Foreground pixels (non-zero values count as True).
-    connectivity : int, keyword-only
-        Neighbourhood of a pixel: 1 = pixels sharing an edge (4-connectivity
-        in 2-D), up to ``mask.ndim`` = also corners (8-connectivity in 2-D).
-
-    Returns
-    -------
-    ndarray of int32, shape of ``mask``
-        0 for background, 1..N for the components, numbered in raster order.
-    """
-    mask = np.asarray(mask)
-    if mask.ndim < 1:
-        raise ValueError("mask must be an array with at least one axis, got a scalar")
-    _check_connectivity(connectivity, mask.ndim)
-    structure = ndi.generate_binary_structure(mask.ndim, connectivity)
-    labels, _ = ndi.label(mask.astype(bool), structure=structure, output=np.int32)
-    return labels
-
-
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Set objects with fewer than ``min_size`` pixels to background.
 
@@ -203,7 +141,7 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
         A copy without the small objects. The remaining labels keep their
         numbers (use :func:`relabel_sequential` to close the gaps).
     """
-    labels = _check_labels(labels)
+    labels = _check_instances(labels, "labels", ndim=None)
     if int(min_size) != min_size or min_size < 0:
         raise ValueError(f"min_size must be a non-negative integer, got {min_size!r}")
     out = labels.copy()
@@ -239,7 +177,7 @@ def fill_label_holes(labels: np.ndarray) -> np.ndarray:
     is not filled either, because the background inside it also touches the
     inner object.
     """
-    labels = _check_labels(labels)
+    labels = _check_instances(labels, "labels", ndim=None)
     out = labels.copy()
     if out.size == 0 or not out.any():
         return out
@@ -281,26 +219,6 @@ def fill_label_holes(labels: np.ndarray) -> np.ndarray:
     holes = fill_with[background]
     out[holes > 0] = holes[holes > 0]
     return out
-
-
-def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """Number objects 1..N consecutively, in the smallest unsigned label dtype.
-
-    Parameters
-    ----------
-    labels : ndarray of int, shape (H, W) (any number of axes works)
-        Instance labels, 0 = background, possibly with gaps in the numbering.
-
-    Returns
-    -------
-    ndarray of uint16 or uint32, shape of ``labels``
-        Objects renumbered 1..N in increasing order of their old labels, 0 kept
-        as background; dtype from :func:`smallest_dtype_for` ``(N)``.
-    """
-    labels = _check_labels(labels)
-    relabeled, _, _ = _seg.relabel_sequential(labels)
-    n = int(relabeled.max()) if relabeled.size else 0
-    return relabeled.astype(smallest_dtype_for(n), copy=False)
 
 
 def watershed_split(
@@ -357,7 +275,7 @@ def watershed_split(
         raise ValueError(f"prob_fg and mask must have the same shape, got {prob_fg.shape} and {mask.shape}")
     if prob_fg.ndim < 1:
         raise ValueError("prob_fg must be an array with at least one axis, got a scalar")
-    _check_connectivity(connectivity, prob_fg.ndim)
+    check_connectivity(connectivity, prob_fg.ndim)
     if not 0.0 <= seed_threshold <= 1.0:
         raise ValueError(f"seed_threshold must be in [0, 1], got {seed_threshold!r}")
     if not seed_h > 0:
@@ -518,47 +436,7 @@ def probabilities_to_instances(
     return relabel_sequential(labels)
 
 
-# --------------------------------------------------------------------------- training targets, display
-
-
-def instances_to_border_classes(instances: np.ndarray, *, border_width: int = 1) -> np.ndarray:
-    """Three-class training target (background / interior / border) from instances.
-
-    Parameters
-    ----------
-    instances : ndarray of int, shape (H, W) (any number of axes works)
-        Instance labels, 0 = background.
-    border_width : int, keyword-only
-        Pixels; an object pixel is border when another label (background or
-        another object) lies within this city-block distance. >= 1.
-
-    Returns
-    -------
-    ndarray of uint8, shape of ``instances``
-        0 = background, 1 = interior, 2 = border.
-
-    Notes
-    -----
-    Both sides of an edge shared by two touching objects become border, so
-    the interiors of touching objects are separated by ``2 * border_width``
-    pixels. The image edge is not a border: objects cut by it keep their
-    interior up to the edge. Objects at most ``2 * border_width`` pixels thick
-    have no interior and cannot be recovered by
-    :func:`probabilities_to_instances` in border mode.
-    """
-    instances = _check_labels(instances, "instances")
-    if int(border_width) != border_width or border_width < 1:
-        raise ValueError(f"border_width must be an integer >= 1, got {border_width!r}")
-    cross = ndi.generate_binary_structure(instances.ndim, 1)
-    footprint = ndi.iterate_structure(cross, int(border_width))
-    # a pixel is interior when its whole diamond neighbourhood has its label
-    lo = ndi.minimum_filter(instances, footprint=footprint, mode="nearest")
-    hi = ndi.maximum_filter(instances, footprint=footprint, mode="nearest")
-    out = np.zeros(instances.shape, dtype=np.uint8)
-    fg = instances > 0
-    out[fg] = 2
-    out[fg & (lo == instances) & (hi == instances)] = 1
-    return out
+# --------------------------------------------------------------------------- display
 
 
 def _to_unit_rgb(image: np.ndarray) -> np.ndarray:
@@ -605,7 +483,7 @@ def label_overlay(
         RGB overlay.
     """
     image = np.asarray(image)
-    labels = _check_labels(labels)
+    labels = _check_instances(labels, "labels", ndim=None)
     if labels.ndim != 2:
         raise ValueError(f"labels must have shape (H, W), got shape {labels.shape}")
     if image.shape != labels.shape and image.shape != (*labels.shape, 3):

@@ -1,20 +1,34 @@
-"""Pixel-wise weighted softmax cross-entropy (Ronneberger et al. 2015, Eq. 1)."""
+"""Pixel-wise weighted softmax cross-entropy (Ronneberger et al. 2015, Eq. 1), written once.
+
+Training calls :func:`weighted_cross_entropy` on logits; validation calls
+:func:`weighted_nll` on the log of the probabilities that overlap-tile
+prediction returns. Both share one normalisation.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["weighted_cross_entropy"]
+__all__ = ["weighted_nll", "weighted_cross_entropy"]
 
 
-def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """E = sum_x w(x) * -log p_{l(x)}(x) / (number of pixels with w(x) > 0).
+def _check(values: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None, name: str) -> None:
+    if values.ndim != 4:
+        raise ValueError(f"{name} must be (B, C, H, W), got {tuple(values.shape)}")
+    if target.shape != (values.shape[0], *values.shape[2:]):
+        raise ValueError(f"target must be (B, H, W) = {(values.shape[0], *values.shape[2:])}, got {tuple(target.shape)}")
+    if weights is not None and weights.shape != target.shape:
+        raise ValueError(f"weights must match target {tuple(target.shape)}, got {tuple(weights.shape)}")
+
+
+def weighted_nll(log_prob: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 1: E = sum_x w(x) * -log p_{l(x)}(x) / (number of pixels with w(x) > 0).
 
     Parameters
     ----------
-    logits : (B, C, H, W) float
-        Network output before the softmax.
+    log_prob : (B, C, H, W) float
+        Log class probabilities (log-softmax of the network output).
     target : (B, H, W) int64
         Class index per pixel.
     weights : (B, H, W) float, optional
@@ -27,14 +41,15 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: 
     of weights) keeps the paper's relative emphasis of border pixels and makes
     the loss independent of the tile size.
     """
-    if logits.ndim != 4:
-        raise ValueError(f"logits must be (B, C, H, W), got {tuple(logits.shape)}")
-    if target.shape != (logits.shape[0], *logits.shape[2:]):
-        raise ValueError(f"target must be (B, H, W) = {(logits.shape[0], *logits.shape[2:])}, got {tuple(target.shape)}")
-    ce = F.cross_entropy(logits, target, reduction="none")
+    _check(log_prob, target, weights, "log_prob")
+    nll = F.nll_loss(log_prob, target, reduction="none")
     if weights is None:
-        return ce.mean()
-    if weights.shape != target.shape:
-        raise ValueError(f"weights must match target {tuple(target.shape)}, got {tuple(weights.shape)}")
+        return nll.mean()
     counted = (weights > 0).sum().clamp_min(1)
-    return (ce * weights).sum() / counted
+    return (nll * weights).sum() / counted
+
+
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`weighted_nll` of the softmax of ``logits`` (B, C, H, W): the paper's training loss."""
+    _check(logits, target, weights, "logits")
+    return weighted_nll(F.log_softmax(logits, dim=1), target, weights)

@@ -1,4 +1,4 @@
-"""Overlap-tile geometry (Ronneberger et al. 2015, Fig. 2): pure arithmetic, no model calls.
+"""Overlap-tile geometry and the whole tile policy (Ronneberger et al. 2015, Fig. 2): pure arithmetic.
 
 An image of any size is covered by input tiles of one fixed shape laid on the
 mirror-padded image. Coordinates: the *padded* image has the source image at
@@ -8,6 +8,15 @@ image pixels ``[start, start + out)`` where ``start`` is the tile's input offset
 in padded coordinates. With valid convolutions the output of a tile at an input
 offset that is a multiple of ``2**depth`` equals the same window of one pass over
 the whole padded image, so tiles join without seams and need no blending.
+
+A :class:`Tile` carries everything a caller needs: its ``read`` / ``crop`` /
+``write`` slices and the mirror indices (``rows``, ``cols``) of its input
+window in the source image. :func:`choose_tile_shape` is the one place that
+decides the tile size: an explicit size is checked, ``"auto"`` takes the
+largest tile within a memory budget, shrinks it to the smallest with the
+same tile count, and on CPU prefers cache-sized tiles when they cost few
+more FLOPs (``benchmarks/README.md`` has the measurements behind the rule).
+No model is called here.
 """
 
 from __future__ import annotations
@@ -19,7 +28,22 @@ import numpy as np
 
 from . import geometry
 
-__all__ = ["AxisPlan", "Tile", "plan_axis", "plan_tiles", "mirror_indices", "read_window", "auto_tile_shape"]
+__all__ = [
+    "AxisPlan",
+    "Tile",
+    "plan_axis",
+    "plan_tiles",
+    "mirror_index",
+    "mirror_indices",
+    "read_window",
+    "tile_memory_bytes",
+    "auto_tile_shape",
+    "balanced_tile",
+    "tiled_flops",
+    "choose_tile_shape",
+    "CPU_TILE_SIDE",
+    "CPU_FLOP_ALLOWANCE",
+]
 
 
 @dataclass(frozen=True)
@@ -45,13 +69,29 @@ class AxisPlan:
     starts: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Tile:
-    """One tile: ``read`` (padded input coords), ``crop`` (model-output coords), ``write`` (image coords)."""
+    """One tile.
+
+    Attributes
+    ----------
+    read : (slice, slice)
+        Input window in padded coordinates.
+    crop : (slice, slice)
+        Kept part of the model's output.
+    write : (slice, slice)
+        Where the kept output goes, in image coordinates.
+    rows, cols : ndarray of int64
+        Source-image indices of the input window's rows and columns, mirrored
+        at the image borders (:func:`mirror_indices`); ``read_window(image,
+        tile.rows, tile.cols)`` is the tile's input.
+    """
 
     read: tuple[slice, slice]
     crop: tuple[slice, slice]
     write: tuple[slice, slice]
+    rows: np.ndarray
+    cols: np.ndarray
 
 
 def _halo_for_same(depth: int) -> int:
@@ -102,34 +142,43 @@ def plan_tiles(image_shape: tuple[int, int], tile_shape: tuple[int, int], *, dep
     Returns
     -------
     plans : tuple of two AxisPlan
-    tiles : list of Tile
+    tiles : list of Tile (with their mirror indices)
     """
     plans = tuple(plan_axis(s, t, depth=depth, padding=padding) for s, t in zip(image_shape, tile_shape))
-    tiles = []
-    for r in plans[0].starts:
-        for c in plans[1].starts:
-            slices = []
-            for p, s in zip(plans, (r, c)):
-                keep = min(p.out, p.size - s)
-                slices.append((slice(s, s + p.tile), slice(p.crop_offset, p.crop_offset + keep), slice(s, s + keep)))
-            (rr, rc, rw), (cr, cc, cw) = slices
-            tiles.append(Tile(read=(rr, cr), crop=(rc, cc), write=(rw, cw)))
+    axis_parts = []
+    for p in plans:
+        parts = []
+        for s in p.starts:
+            keep = min(p.out, p.size - s)
+            parts.append((slice(s, s + p.tile), slice(p.crop_offset, p.crop_offset + keep), slice(s, s + keep),
+                          mirror_indices(s, s + p.tile, p.size, p.margin)))
+        axis_parts.append(parts)
+    tiles = [Tile(read=(rr, cr), crop=(rc, cc), write=(rw, cw), rows=ri, cols=ci)
+             for rr, rc, rw, ri in axis_parts[0] for cr, cc, cw, ci in axis_parts[1]]
     return plans, tiles
+
+
+def mirror_index(positions: np.ndarray, size: int) -> np.ndarray:
+    """Mirror integer positions into ``[0, size - 1]`` as ``np.pad(mode="reflect")`` does.
+
+    Reflection about the first and last pixel without repeating them,
+    repeated as often as needed; a 1-pixel axis maps everything to 0. The one
+    mirror rule of unetkit (overlap-tile context and augmentation alike).
+    """
+    p = np.asarray(positions, dtype=np.int64)
+    if size == 1:
+        return np.zeros_like(p)
+    period = 2 * (size - 1)
+    p = np.mod(p, period)
+    return np.where(p >= size, period - p, p)
 
 
 def mirror_indices(start: int, stop: int, n: int, margin: int) -> np.ndarray:
     """Source indices for padded coordinates ``[start, stop)`` (source at offset ``margin``).
 
-    Mirroring reflects about the first and last pixel without repeating them
-    (numpy's ``np.pad(mode="reflect")``), repeated as often as needed, so even a
-    1-pixel image can be padded to any size.
+    See :func:`mirror_index`: even a 1-pixel image can be padded to any size.
     """
-    p = np.arange(start, stop, dtype=np.int64) - margin
-    if n == 1:
-        return np.zeros_like(p)
-    period = 2 * (n - 1)
-    p = np.mod(p, period)
-    return np.where(p >= n, period - p, p)
+    return mirror_index(np.arange(start, stop, dtype=np.int64) - margin, n)
 
 
 def read_window(image, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -144,7 +193,8 @@ def read_window(image, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return box[:, rows - r0][:, :, cols - c0]
 
 
-def tile_memory_bytes(tile_shape: tuple[int, int], *, base_features: int, batch_size: int = 1, bytes_per_value: int = 4) -> int:
+def tile_memory_bytes(tile_shape: tuple[int, int], *, base_features: int, batch_size: int = 1,
+                      bytes_per_value: int = 4) -> int:
     """Rough peak activation memory of one inference forward pass.
 
     The full-resolution level holds about eight feature maps of
@@ -192,3 +242,94 @@ def auto_tile_shape(
             axis = other
         shape[axis] -= unit
     return tuple(shape)
+
+
+def balanced_tile(size: int, tile: int, *, depth: int = 4, padding: str = "valid") -> int:
+    """The smallest tile that covers ``size`` pixels with no more tiles than ``tile`` does.
+
+    The largest tile within the memory budget usually leaves the last tile of
+    a row mostly outside the image: 4096 px in 1740 px tiles (output 1556)
+    needs 3 tiles, and so do 1564 px tiles (output 1380), which compute about
+    20% fewer pixels at the same number of tiles (2048 px: 2 tiles of 1212 px
+    instead of 1740, half the work). The tile count is non-increasing in the
+    tile size, so shrinking until it would grow finds the smallest.
+    """
+    def count(t):
+        return len(plan_axis(size, t, depth=depth, padding=padding).starts)
+
+    n, unit = count(tile), geometry.size_step(depth)
+    while True:
+        try:
+            if count(tile - unit) > n:
+                return tile
+        except ValueError:  # below the smallest valid tile
+            return tile
+        tile -= unit
+
+
+def tiled_flops(image_shape: tuple[int, int], tile_shape: tuple[int, int], config) -> int:
+    """FLOPs of covering an (H, W) image with tiles of ``tile_shape`` for a network of ``config``.
+
+    ``config`` is a :class:`unetkit.model.ModelConfig` (depth, padding,
+    base_features, in_channels, num_classes).
+    """
+    count = len(plan_tiles(image_shape, tile_shape, depth=config.depth, padding=config.padding)[1])
+    return count * geometry.forward_flops(tile_shape, depth=config.depth, base_features=config.base_features,
+                                          in_channels=config.in_channels, num_classes=config.num_classes,
+                                          padding=config.padding)
+
+
+# On CPU, tiles up to about 1000 px run faster per FLOP than larger ones (the
+# feature maps of one level stay nearer the caches; measured in
+# benchmarks/README.md). Worth up to 20% more FLOPs.
+CPU_TILE_SIDE = 1000
+CPU_FLOP_ALLOWANCE = 1.2
+
+
+def _cache_friendly_tile(image_shape, tile, config) -> tuple[int, int]:
+    """``tile``, or tiles of at most ``CPU_TILE_SIDE`` px when they cost at most 20% more FLOPs."""
+    depth, padding = config.depth, config.padding
+    cap = geometry.nearest_valid_input_sizes(CPU_TILE_SIDE, depth=depth, padding=padding)[0]
+    if cap is None or max(tile) <= cap:
+        return tile
+    try:
+        smaller = tuple(balanced_tile(s, min(t, cap), depth=depth, padding=padding) for s, t in zip(image_shape, tile))
+    except ValueError:  # the cap is below the smallest tile this network can plan (deep same-padding nets)
+        return tile
+    if tiled_flops(image_shape, smaller, config) <= CPU_FLOP_ALLOWANCE * tiled_flops(image_shape, tile, config):
+        return smaller
+    return tile
+
+
+def choose_tile_shape(tile_shape, image_shape: tuple[int, int], config, *, memory_budget: int = 2 * 1024**3,
+                      batch_size: int = 1, device: str = "cpu") -> tuple[int, int]:
+    """The input tile shape for predicting an (H, W) image with a network of ``config``.
+
+    Parameters
+    ----------
+    tile_shape : "auto", int or (int, int)
+        An explicit size must fit the network (``ValueError`` names the
+        nearest valid sizes). ``"auto"``: as few tiles as the largest tile
+        within ``memory_budget`` bytes needs (one for images that fit), each
+        as small as that count allows (:func:`balanced_tile`); on ``device``
+        type ``"cpu"``, tiles of at most ``CPU_TILE_SIDE`` px instead when they
+        cost at most ``CPU_FLOP_ALLOWANCE`` times the FLOPs.
+    config : ModelConfig
+        depth, padding, base_features, in_channels, num_classes of the network.
+    device : str
+        Device type (``"cpu"``, ``"cuda"``...).
+    """
+    if isinstance(tile_shape, str):
+        if tile_shape != "auto":
+            raise ValueError(f"tile_shape must be 'auto', an int or (h, w), got {tile_shape!r}")
+        tile = auto_tile_shape(image_shape, depth=config.depth, padding=config.padding,
+                               base_features=config.base_features, memory_budget=memory_budget, batch_size=batch_size)
+        tile = tuple(balanced_tile(s, t, depth=config.depth, padding=config.padding) for s, t in zip(image_shape, tile))
+        if device == "cpu":
+            tile = _cache_friendly_tile(image_shape, tile, config)
+        return tile
+    shape = (int(tile_shape), int(tile_shape)) if np.ndim(tile_shape) == 0 else tuple(int(t) for t in tile_shape)
+    if len(shape) != 2:
+        raise ValueError(f"tile_shape must be an int or (h, w), got {tile_shape!r}")
+    geometry.check_input_shape(shape, depth=config.depth, padding=config.padding)
+    return shape

@@ -51,6 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from .labels import _check_instances, _check_width, instances_to_classes, separation_borders
+
 __all__ = [
     "WeightMapConfig",
     "separation_borders",
@@ -96,28 +98,6 @@ class WeightMapConfig:
         _check_params(self.w0, self.sigma, self.border_width, self.tol, prefix="WeightMapConfig.")
 
 
-# ----------------------------------------------------------------------------- validation
-def _check_instances(instances, name: str = "instances") -> np.ndarray:
-    a = np.asarray(instances)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (H, W) label image, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
-    if a.dtype == bool:
-        return a.astype(np.uint8)
-    if not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer labels (0 = background), got dtype {a.dtype}")
-    if np.issubdtype(a.dtype, np.signedinteger) and a.min() < 0:
-        raise ValueError(f"{name} must be >= 0 (0 = background, > 0 = one label per instance), got {a.min()}")
-    return a
-
-
-def _check_width(width, name: str = "width") -> int:
-    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 0:
-        raise ValueError(f"{name} must be an integer >= 0 (pixels), got {width!r}")
-    return int(width)
-
-
 def _check_params(w0, sigma, border_width, tol, prefix: str = "") -> None:
     if not (isinstance(w0, numbers.Real) and math.isfinite(w0) and w0 >= 0):
         raise ValueError(f"{prefix}w0 must be a finite number >= 0, got {w0!r}")
@@ -126,90 +106,6 @@ def _check_params(w0, sigma, border_width, tol, prefix: str = "") -> None:
     if not (isinstance(tol, numbers.Real) and math.isfinite(tol) and tol >= 0):
         raise ValueError(f"{prefix}tol must be a finite number >= 0, got {tol!r}")
     _check_width(border_width, f"{prefix}border_width")
-
-
-# ----------------------------------------------------------------------------- borders and classes
-def _grey_dilation(labels: np.ndarray, width: int) -> np.ndarray:
-    """Maximum over the (2 width + 1)^2 square around each pixel (outside the image counts as 0).
-
-    Separable: ``width`` 3-pixel passes per axis; a few slice operations per
-    pass, faster than ``ndimage.maximum_filter`` on label images.
-    """
-    out = labels.copy()
-    for _ in range(width):
-        np.maximum(out[1:], out[:-1], out=out[1:])
-        np.maximum(out[:-1], out[1:], out=out[:-1])
-        np.maximum(out[:, 1:], out[:, :-1], out=out[:, 1:])
-        np.maximum(out[:, :-1], out[:, 1:], out=out[:, :-1])
-    return out
-
-
-def _borders(labels: np.ndarray, width: int) -> np.ndarray:
-    if width == 0:
-        return np.zeros(labels.shape, bool)
-    return (labels > 0) & (_grey_dilation(labels, width) > labels)
-
-
-def separation_borders(instances, *, width: int = 1) -> np.ndarray:
-    """Pixels carved out between touching instances to separate them.
-
-    A pixel of instance ``a`` is a border pixel when a pixel of an instance
-    with a larger label ``b > a`` lies within ``width`` pixels (the
-    ``(2 width + 1) x (2 width + 1)`` square around it): a grey dilation of
-    the labels compared with the labels.
-
-    Parameters
-    ----------
-    instances : ndarray of shape (H, W), integer or bool
-        Instance labels: 0 = background, each positive value one instance.
-    width : int, keyword-only
-        Border width in pixels (>= 0). 1 (default) gives the paper's thin
-        line between touching cells; 0 carves nothing.
-
-    Returns
-    -------
-    borders : ndarray of shape (H, W), bool
-        True on carved pixels.
-
-    Raises
-    ------
-    ValueError
-        For labels that are not a 2-D array of non-negative integers, or a
-        negative or non-integer ``width``.
-
-    Notes
-    -----
-    Carving is one-sided, on the side of the smaller label, so two instances
-    touching along a straight contact are separated by a line ``width``
-    pixels wide, not ``2 width``. After carving, any two pixels of different
-    instances are more than ``width`` pixels apart in the chessboard metric
-    (for ``width = 1``: no longer 8-connected). Instances that do not come
-    within ``width`` pixels of a larger label are untouched, and so is the
-    largest label of every contact. The result depends on the label values
-    only through their order.
-    """
-    labels = _check_instances(instances)
-    return _borders(labels, _check_width(width))
-
-
-def instances_to_classes(instances, *, width: int = 1) -> np.ndarray:
-    """Two-class training target from instance labels: touching cells come apart.
-
-    Parameters
-    ----------
-    instances : ndarray of shape (H, W), integer or bool
-        Instance labels, 0 = background.
-    width : int, keyword-only
-        Width of the separation borders, pixels (see
-        :func:`separation_borders`).
-
-    Returns
-    -------
-    classes : ndarray of shape (H, W), uint8
-        1 on instance pixels, 0 on background and on separation borders.
-    """
-    labels = _check_instances(instances)
-    return ((labels > 0) & ~_borders(labels, _check_width(width))).astype(np.uint8)
 
 
 def class_balance_weights(classes, num_classes: int = 2) -> np.ndarray:
@@ -286,7 +182,7 @@ def _prepare(instances, border_width: int, class_balance: bool):
     """Carved labels, class map and w_c (float64) shared by both maps."""
     labels = _check_instances(instances)
     carved = labels.copy()
-    carved[_borders(labels, border_width)] = 0
+    carved[separation_borders(labels, width=border_width)] = 0
     classes = (carved > 0).astype(np.uint8)
     if class_balance:
         wc = class_balance_weights(classes, 2).astype(np.float64)

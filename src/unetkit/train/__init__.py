@@ -1,0 +1,34 @@
+"""Training as in the paper: random augmented tiles, weighted cross-entropy, SGD momentum 0.99.
+
+``train(run_config, out_dir)`` loads the data a :class:`RunConfig` names and
+trains; ``train_on_pairs`` trains on prepared :class:`unetkit.data.TrainingPair`
+lists (the demo, the napari plugin). The ``unetkit train`` command calls
+``train``.
+
+Modules: :mod:`~unetkit.train.config` (the run config),
+:mod:`~unetkit.train.dataset` (keyed random tiles), :mod:`~unetkit.train.optim`
+(optimiser, schedule), :mod:`~unetkit.train.validate` and
+:mod:`~unetkit.train.loop`.
+"""
+
+from .config import LOWER_IS_BETTER, RunConfig, TrainConfig, TrainingDiverged
+from .dataset import TileDataset
+from .loop import TrainResult, train, train_on_pairs
+from .optim import lr_at, make_optimizer
+from .validate import predict_pairs, validate, validation_metrics
+
+__all__ = [
+    "TrainConfig",
+    "RunConfig",
+    "TrainingDiverged",
+    "TrainResult",
+    "TileDataset",
+    "train",
+    "train_on_pairs",
+    "validate",
+    "validation_metrics",
+    "predict_pairs",
+    "make_optimizer",
+    "lr_at",
+    "LOWER_IS_BETTER",
+]

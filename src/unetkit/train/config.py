@@ -1,0 +1,89 @@
+"""The training configuration: one frozen dataclass per concern, nested in :class:`RunConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..augment import AugmentConfig
+from ..data import DataConfig
+from ..model import ModelConfig
+from ..weights import WeightMapConfig
+
+__all__ = ["TrainConfig", "RunConfig", "TrainingDiverged", "LOWER_IS_BETTER"]
+
+#: Validation metrics where smaller is better (for choosing ``best.pt``).
+LOWER_IS_BETTER = frozenset({"loss", "pixel_error", "rand_error", "warping_error"})
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping.
+
+    ``tile`` is the INPUT tile size (572 in the paper); with valid padding the
+    loss is computed on the central output window (388 for 572). The paper's
+    default is one large tile per step with SGD and momentum 0.99.
+
+    ``amp`` runs forward and loss under bfloat16 autocast on CUDA (weights,
+    gradients and optimiser state stay float32; ignored on CPU).
+    ``channels_last`` trains in that memory format (pays on CUDA with
+    ``amp``; slower than the default on CPU, measured in ``benchmarks/``).
+    ``grad_clip`` > 0 rescales the gradients so that their global L2 norm
+    is at most that value before each optimiser step (0: off); the largest
+    norm before clipping since the last log record is logged as ``grad_norm``.
+    ``threads`` > 0 sets torch's intra-op threads for the run (restored after).
+    """
+
+    steps: int = 2000
+    tile: int = 572
+    batch_size: int = 1
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.99
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    val_every: int = 200
+    checkpoint_every: int = 200
+    log_every: int = 10
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    grad_clip: float = 0.0
+    threads: int = 0
+    best_metric: str = "loss"
+    warping: bool = False
+    plots: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"train.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine", "poly"):
+            raise ValueError(f"train.schedule must be 'constant', 'cosine' or 'poly', got {self.schedule!r}")
+        for name in ("steps", "batch_size", "val_every", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if not self.grad_clip >= 0:
+            raise ValueError(f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        for name in ("warmup_steps", "num_workers", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: a section per component, as in the config file."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    weights: WeightMapConfig = field(default_factory=WeightMapConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,378 @@
+"""The training loop, as a few small steps: prepare, set up (or resume), step, log, validate, checkpoint.
+
+Everything random is keyed: the k-th training sample is drawn with
+``np.random.default_rng([seed, k])``; initialisation and dropout use torch's
+RNG, seeded inside a forked RNG scope (the caller's global RNG is left as it
+was) and checkpointed, so a run resumed from ``last.pt`` continues bit-for-bit
+as if it had never stopped (on the same machine and thread count; on CUDA only
+as far as cuDNN picks the same kernels, which autotuning does not promise).
+
+A checkpoint is written only for weights that are finite and give a finite
+output: a run that diverges stops with :class:`TrainingDiverged` and leaves
+the last good ``last.pt`` in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import geometry
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import save_config
+from ..data import TrainingPair, load_pairs_from_paths
+from ..devices import autocast, cuda_speed, resolve_device
+from ..io import atomic_path, check_output_dir, remove_stale_temps
+from ..losses import weighted_cross_entropy
+from ..model import UNet
+from .config import LOWER_IS_BETTER, RunConfig, TrainingDiverged
+from .dataset import TileDataset
+from .optim import lr_at, make_optimizer
+from .validate import predict_pairs, validation_metrics
+
+__all__ = ["TrainResult", "train_on_pairs", "train"]
+
+_log = logging.getLogger("unetkit.train")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports (the checkpoints and logs are in its folder)."""
+
+    steps: int
+    wall_time_s: float
+    validation: dict | None
+    best_value: float | None
+    data_s_per_step: float
+    compute_s_per_step: float
+    model: UNet = field(repr=False)
+    out_dir: Path = Path(".")
+
+
+@dataclass
+class _State:
+    """The mutable state of one run."""
+
+    run: RunConfig
+    out: Path
+    device: torch.device
+    model: UNet
+    opt: torch.optim.Optimizer
+    train_names: list[str]
+    val_names: list[str]
+    step: int = 0
+    start_step: int = 0
+    best_value: float | None = None
+    history: list = field(default_factory=list)
+    wall_before: float = 0.0
+    t0: float = 0.0
+    data_time: float = 0.0
+    compute_time: float = 0.0
+    last_val: dict | None = None
+    val_probs: list = field(default_factory=list)
+    running: list = field(default_factory=list)
+    grad_norms: list = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.t0
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+    def meta(self) -> dict:
+        cfg = self.run.train
+        return {"step": self.step, "steps": cfg.steps, "wall_time_s": self.wall, "best_metric": cfg.best_metric,
+                "best_value": self.best_value, "validation": self.last_val, "tile": cfg.tile,
+                "batch_size": cfg.batch_size, "train_images": self.train_names, "val_images": self.val_names,
+                "torch": str(torch.__version__), "device": str(self.device)}
+
+    def record(self, rec: dict) -> None:
+        self.history.append(rec)
+        with open(self.metrics_path, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+
+# ----------------------------------------------------------------------------- preparation
+def _recorded_run(run: RunConfig, pairs: list[TrainingPair]) -> RunConfig:
+    """The run config as it really trains: the pairs' weight map, their normalisation checked against the model."""
+    weights = {p.weight_config for p in pairs}
+    norms = {p.normalization for p in pairs}
+    if len(weights) > 1 or len(norms) > 1:
+        raise ValueError("the training and validation pairs were made with different weight or normalisation "
+                         "configs; make them all with the same ones")
+    (norm,) = norms
+    if norm != run.model.normalization:
+        raise ValueError(f"the pairs were normalised with {norm} but model.normalization is "
+                         f"{run.model.normalization}; prediction would normalise differently")
+    return replace(run, weights=next(iter(weights)))
+
+
+def _check_run(run: RunConfig, train_pairs: list[TrainingPair], out: Path, resume: bool) -> tuple:
+    """Every check that can fail before anything is written; returns (tile, label_shape)."""
+    cfg, mcfg = run.train, run.model
+    if not train_pairs:
+        raise ValueError("no training pairs")
+    tile = (cfg.tile, cfg.tile)
+    try:
+        geometry.check_input_shape(tile, depth=mcfg.depth, padding=mcfg.padding)
+    except ValueError as exc:
+        raise ValueError(f"train.tile: {exc}") from None
+    label_shape = tuple(geometry.output_size(t, depth=mcfg.depth, padding=mcfg.padding) for t in tile)
+    in_ch = train_pairs[0].image.shape[0]
+    if in_ch != mcfg.in_channels:
+        raise ValueError(f"model.in_channels = {mcfg.in_channels} but the images have {in_ch} channels")
+    check_output_dir(out)
+    if resume and not (out / "last.pt").is_file():
+        raise ValueError(f"{out / 'last.pt'}: no checkpoint to resume from")
+    return tile, label_shape
+
+
+def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bool, log) -> _State:
+    """Model and optimiser, fresh (seeded) or restored from ``out/last.pt``."""
+    cfg = run.train
+    torch.manual_seed(cfg.seed)  # inside the forked RNG scope of train_on_pairs
+    model = UNet.from_config(run.model).to(device)
+    model.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    state = _State(run=run, out=out, device=device, model=model, opt=make_optimizer(model.parameters(), cfg),
+                   train_names=[p.name for p in train_pairs], val_names=[p.name for p in val_pairs])
+    if resume:
+        _resume(state, log)
+    elif state.metrics_path.exists():
+        state.metrics_path.unlink()
+    return state
+
+
+def _resume(state: _State, log) -> None:
+    ckpt = load_checkpoint(state.out / "last.pt", map_location=state.device)
+    if ckpt["config"] != state.run.model.to_dict():
+        raise ValueError(f"{state.out / 'last.pt'} was trained with another model config; cannot resume")
+    state.model.load_state_dict(ckpt["state_dict"])
+    state.opt.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    state.step = state.start_step = int(ckpt["step"])
+    state.best_value = ckpt["training"].get("best_value")
+    state.wall_before = float(ckpt["training"].get("wall_time_s", 0.0))
+    if state.metrics_path.exists():  # keep the log consistent with the checkpoint: drop later records
+        kept = [r for r in map(json.loads, filter(str.strip, state.metrics_path.read_text().splitlines()))
+                if r["step"] <= state.start_step]
+        state.history = kept
+        with atomic_path(state.metrics_path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    log(f"resumed from {state.out / 'last.pt'} at step {state.start_step}")
+
+
+# ----------------------------------------------------------------------------- one step
+def _train_step(state: _State, x, y, w) -> tuple[torch.Tensor, float]:
+    """Forward, loss, backward and update of one batch; raises before the update if anything is not finite.
+
+    Returns the loss and the learning rate of the step.
+    """
+    cfg, model, opt = state.run.train, state.model, state.opt
+    lr = lr_at(state.step, cfg)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with autocast(state.device, cfg.amp):
+        logits = model(x)
+    loss = weighted_cross_entropy(logits.float(), y, w)
+    if not torch.isfinite(loss):
+        _diverged(state, f"loss became {loss.item()} at step {state.step}; lower train.lr (now {lr:g})")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    if not torch.isfinite(norm):
+        _diverged(state, f"gradients became {norm.item()} at step {state.step}; lower train.lr (now {lr:g})")
+    if cfg.grad_clip > 0:
+        state.grad_norms.append(float(norm))
+    opt.step()
+    state.step += 1
+    return loss, lr
+
+
+def _diverged(state: _State, what: str):
+    kept = (f"the last good checkpoint is {state.out / 'last.pt'}" if (state.out / "last.pt").is_file()
+            else "no checkpoint was written yet")
+    raise TrainingDiverged(f"{what}; {kept}")
+
+
+def _sane(state: _State, x) -> bool:
+    """Whether the current weights are finite and give a finite output on ``x`` (eval mode, no RNG used)."""
+    if not all(torch.isfinite(p).all() for p in state.model.parameters()):
+        return False
+    state.model.eval()
+    try:
+        with torch.no_grad(), autocast(state.device, state.run.train.amp):
+            return bool(torch.isfinite(state.model(x[:1])).all())
+    finally:
+        state.model.train()
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+def _log_step(state: _State, lr: float, bar) -> None:
+    done = max(state.step - state.start_step, 1)
+    rec = {"step": state.step, "loss": float(np.mean(state.running)), "lr": lr, "wall_time_s": state.wall,
+           "tiles_per_s": state.step * state.run.train.batch_size / max(state.wall, 1e-9),
+           "data_s_per_step": state.data_time / done, "compute_s_per_step": state.compute_time / done}
+    if state.grad_norms:
+        rec["grad_norm"] = float(np.max(state.grad_norms))  # the largest since the last record
+    state.running, state.grad_norms = [], []
+    state.record(rec)
+    if bar is not None:
+        bar.set_postfix(loss=f"{rec['loss']:.4f}", tiles_s=f"{rec['tiles_per_s']:.2f}")
+
+
+def _validate(state: _State, val_pairs: list[TrainingPair], x, log) -> None:
+    """Validate, log, and keep ``best.pt`` when the chosen metric improved."""
+    cfg = state.run.train
+    with cuda_speed(state.device, benchmark=False):  # whole images: no autotuning search per new shape
+        probs = predict_pairs(state.model, val_pairs, device=state.device)
+    state.model.train()
+    state.last_val = validation_metrics(val_pairs, probs, warping=cfg.warping)
+    state.val_probs = probs[:3]
+    state.record({"step": state.step, "val": state.last_val, "wall_time_s": state.wall})
+    value = state.last_val.get(cfg.best_metric)
+    if value is None:
+        raise ValueError(f"train.best_metric {cfg.best_metric!r} is not one of {sorted(state.last_val)}")
+    if not np.isfinite(state.last_val["loss"]):
+        _diverged(state, f"validation loss became {state.last_val['loss']} at step {state.step}")
+    lower = cfg.best_metric in LOWER_IS_BETTER
+    if state.best_value is None or (value < state.best_value if lower else value > state.best_value):
+        state.best_value = value
+        _save(state, "best.pt", x)
+    log(f"step {state.step}: " + ", ".join(f"val {k} {v:.4f}" for k, v in state.last_val.items()))
+
+
+def _save(state: _State, name: str, x, *, resumable: bool = False) -> None:
+    if not _sane(state, x):
+        _diverged(state, f"the weights became non-finite (or give a non-finite output) at step {state.step}")
+    extra = ({"optimizer": state.opt.state_dict(), "rng": _rng_state(), "step": state.step} if resumable else None)
+    save_checkpoint(state.out / name, state.model, training=state.meta(), extra=extra)
+
+
+def _rng_state() -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _finish(state: _State, val_pairs: list[TrainingPair]) -> None:
+    if state.run.train.plots:
+        from ..plots import plot_samples, plot_training_curves
+
+        plot_training_curves(state.history, state.out / "curves.png")
+        if val_pairs and state.val_probs:
+            plot_samples(val_pairs[: len(state.val_probs)], state.val_probs, state.out / "samples.png")
+
+
+# ----------------------------------------------------------------------------- the loop
+def _loop(state: _State, loader, val_pairs, log) -> None:
+    cfg = state.run.train
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=state.start_step, desc="train", unit="step", dynamic_ncols=True)
+    state.model.train()
+    t_data = time.perf_counter()
+    try:
+        for x, y, w in loader:
+            x = x.to(state.device, non_blocking=True).contiguous(memory_format=fmt)
+            y, w = y.to(state.device, non_blocking=True), w.to(state.device, non_blocking=True)
+            t_comp = time.perf_counter()
+            state.data_time += t_comp - t_data
+            loss, lr = _train_step(state, x, y, w)
+            if state.device.type == "cuda":
+                torch.cuda.synchronize()
+            state.compute_time += time.perf_counter() - t_comp
+            state.running.append(loss.item())
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                _log_step(state, lr, bar)
+            if bar is not None:
+                bar.update(1)
+            if val_pairs and (state.step % cfg.val_every == 0 or state.step == cfg.steps):
+                _validate(state, val_pairs, x, log)
+            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+                _save(state, "last.pt", x, resumable=True)
+                if not val_pairs:
+                    _save(state, "best.pt", x)
+            t_data = time.perf_counter()
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+@contextlib.contextmanager
+def _scoped_threads(threads: int):
+    """torch intra-op threads for the block, restored after (0: leave as is)."""
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_on_pairs(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: list[TrainingPair],
+                   out_dir: str | os.PathLike, *, resume: bool = False, log=None) -> TrainResult:
+    """Train ``run.model`` on prepared pairs; write checkpoints, logs and plots to ``out_dir``.
+
+    Files: ``config.json`` (the config that trained: the pairs' weight-map
+    config, the model's normalisation), ``last.pt`` (with optimiser and RNG
+    state, for ``resume``), ``best.pt`` (best validation ``train.best_metric``;
+    without validation the last one), ``metrics.jsonl`` (one record per log or
+    validation), ``curves.png`` and ``samples.png`` (with ``train.plots``).
+    Every check runs before the folder is created; stale temporaries of
+    killed runs in it are removed. ``log`` receives one-line messages
+    (default: the ``unetkit.train`` logger). The caller's torch RNG and
+    thread count are left as they were.
+    """
+    log = log or _log.info
+    out = Path(out_dir)
+    run = _recorded_run(run, list(train_pairs) + list(val_pairs))
+    tile, label_shape = _check_run(run, train_pairs, out, resume)
+    device = resolve_device(run.train.device)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    cfg = run.train
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), _scoped_threads(cfg.threads), cuda_speed(device):
+        state = _setup(run, out, device, train_pairs, val_pairs, resume, log)
+        save_config(run, out / "config.json")
+        dataset = TileDataset(train_pairs, run.augment, tile, label_shape, cfg.seed)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.batch_size, sampler=range(state.step * cfg.batch_size, cfg.steps * cfg.batch_size),
+            num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+            persistent_workers=False, pin_memory=device.type == "cuda")
+        state.t0 = time.perf_counter()
+        _loop(state, loader, val_pairs, log)
+        _finish(state, val_pairs)
+    done = max(state.step - state.start_step, 1)
+    return TrainResult(steps=state.step, wall_time_s=state.wall, validation=state.last_val,
+                       best_value=state.best_value, data_s_per_step=state.data_time / done,
+                       compute_s_per_step=state.compute_time / done, model=state.model, out_dir=out)
+
+
+def train(run: RunConfig, out_dir: str | os.PathLike, *, resume: bool = False, base: Path | None = None,
+          log=None) -> TrainResult:
+    """Load the data described by ``run.data`` (paths relative to ``base``) and train (:func:`train_on_pairs`)."""
+    log = log or _log.info
+    kwargs = dict(num_classes=run.model.num_classes, in_channels=run.model.in_channels,
+                  normalization=run.model.normalization, weight_config=run.weights)
+    train_pairs = load_pairs_from_paths(run.data, base=base, **kwargs)
+    val_pairs = load_pairs_from_paths(run.data, validation=True, base=base, **kwargs)
+    log(f"{len(train_pairs)} training and {len(val_pairs)} validation images")
+    return train_on_pairs(run, train_pairs, val_pairs, out_dir, resume=resume, log=log)
