@@ -73,3 +73,68 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
         write_png(target, np.zeros((4, 4), np.float32))  # PNG holds integers only
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_the_umask_permissions(tmp_path):
+    import os
+
+    from unetkit.io import write_json
+
+    old = os.umask(0o027)
+    try:
+        write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+        write_json({"a": 1}, tmp_path / "a.json")
+    finally:
+        os.umask(old)
+    for name in ("a.png", "a.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+
+
+def test_temporaries_never_end_in_the_real_suffix_and_stale_ones_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from unetkit.io import TEMP_SUFFIX, atomic_path, remove_stale_temps
+
+    with atomic_path(tmp_path / "x_prob.tif") as tmp:
+        assert tmp.name.startswith(".x_prob.tif.") and tmp.name.endswith(TEMP_SUFFIX)
+        tmp.write_bytes(b"data")
+    # a process killed while writing leaves its temporary behind
+    code = ("import os, sys; from unetkit.io import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as t:\n    t.write_bytes(b'half'); os._exit(9)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "y.tif")], check=False)
+    stale = [p for p in tmp_path.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+    assert len(stale) == 1 and not (tmp_path / "y.tif").exists()
+    with atomic_path(tmp_path / "z.tif") as live:  # a writer still running keeps its temporary
+        live.write_bytes(b"x")
+        assert remove_stale_temps(tmp_path) == stale
+        assert live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_prob.tif", "z.tif"]
+    assert os.path.exists(tmp_path / "z.tif")
+
+
+def test_write_errors_name_the_users_path(tmp_path):
+    from unetkit.io import OutputPathError, write_json
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputPathError, match=str(blocker / "r.json")) as info:
+        write_json({"a": 1}, blocker / "r.json")
+    assert ".unetkit-tmp" not in str(info.value) and ".tmp" not in str(info.value)
+
+
+def test_the_colour_rule(tmp_path):
+    from unetkit.io import read_image_axes
+
+    gray = (np.arange(20 * 30) % 251).astype(np.uint8).reshape(20, 30)
+    write_png(tmp_path / "g.png", np.dstack([gray] * 3))  # a gray image saved as RGB
+    array, axes = read_image_axes(tmp_path / "g.png")
+    assert axes == "YX"
+    np.testing.assert_array_equal(array, gray)
+    rgba = np.dstack([gray, gray // 2, gray, np.full_like(gray, 255)])  # colour with an opaque alpha
+    write_png(tmp_path / "c.png", rgba)
+    array, axes = read_image_axes(tmp_path / "c.png")
+    assert axes == "CYX" and array.shape == (3, 20, 30)
+    tifffile.imwrite(tmp_path / "s.tif", np.stack([gray] * 3), photometric="minisblack")
+    assert read_image_axes(tmp_path / "s.tif")[1] == "ZYX"  # three planes saved as a stack stay a stack

@@ -663,3 +663,18 @@ def test_all_cell_prediction_on_isbi_labels():
     res = M.evaluate_probabilities(np.ones(labels.shape, np.float32), labels, metrics=["pixel_error"])
     assert 0.10 <= res["pixel_error"] <= 0.14
     assert res["pixel_error"] == pytest.approx(M.pixel_error(labels > 0, np.ones(labels.shape, bool)))
+
+
+def test_iou_and_dice_of_an_empty_class_agree_everywhere():
+    """A class absent from both images: NaN from iou()/dice() and from the sweep; the pixel error is 0."""
+    empty = np.zeros((6, 6), bool)
+    assert np.isnan(M.iou(empty, empty)[1]) and np.isnan(M.dice(empty, empty)[1])
+    res = M.evaluate_probabilities(np.zeros((6, 6), np.float32), empty.astype(np.uint8), warping=False)
+    assert math.isnan(res["at_0.5"]["iou"]) and math.isnan(res["at_0.5"]["dice"])
+    assert res["iou"] is None and res["dice"] is None  # no threshold has a defined value
+    assert res["pixel_error"] == 0.0 == M.pixel_error(empty, empty)
+    # with one empty plane among others the pooled counts decide, in both places
+    gt = np.stack([empty, np.pad(GT4 > 0, 1)])
+    pred = np.stack([empty, np.pad(PRED4, 1)])
+    res = M.evaluate_probabilities(pred.astype(np.float32), gt.astype(np.uint8), thresholds=[0.5], warping=False)
+    assert res["at_0.5"]["iou"] == pytest.approx(M.iou(gt, pred)[1])

@@ -136,3 +136,17 @@ def test_same_padding_tiles_equal_whole_image():
     assert tiled.shape == whole.shape == (2, 200, 230)
     # the discarded halo covers the receptive field, so tiles do not see their zero padding
     assert np.abs(tiled - whole).max() < 1e-9
+
+
+def test_nan_or_infinite_pixels_are_refused_with_their_count(tmp_path):
+    import zarr
+
+    model = UNet(1, 2, base_features=2, depth=2, dropout=0.0).eval()
+    image = np.random.default_rng(0).random((60, 70)).astype(np.float32)
+    image[1, 2], image[3, 4], image[50, 60] = np.nan, np.inf, -np.inf
+    with pytest.raises(ValueError, match="3 NaN or infinite"):
+        predict(model, image)
+    z = zarr.open_array(str(tmp_path / "nan.zarr"), mode="w", shape=image.shape, chunks=(32, 32), dtype="f4")
+    z[:] = image
+    with pytest.raises(ValueError, match="NaN or infinite pixel value"):  # a lazy array: when its tile is read
+        predict(model, z)

@@ -77,12 +77,14 @@ def test_outputs_and_validation_metrics(tmp_path, pairs):
     assert config["train"]["steps"] == 4 and config["model"]["depth"] == 2
 
 
+@pytest.mark.slow
 def test_training_learns_the_synthetic_task(tmp_path):
     samples = make_em_dataset(4, (128, 128), seed=0)
     norm = NormalizationConfig(mode="zscore")
     made = make_pairs([s.image for s in samples], [s.labels for s in samples], kind="binary", normalization=norm,
                       weight_config=WeightMapConfig(w0=0.0, class_balance=False))
     run = small_run(steps=100, tile=140, lr=1e-3, optimizer="adam", val_every=100, checkpoint_every=100)
+    run = replace(run, weights=WeightMapConfig(w0=0.0, class_balance=False))
     run = replace(run, model=replace(run.model, base_features=8, dropout=0.0))
     summary = train_on_pairs(run, made[:3], made[3:], tmp_path, log=lambda m: None)
     all_cell = float((made[3].classes == 1).mean())  # the accuracy of the constant "cell" answer
@@ -134,3 +136,53 @@ def test_grad_clip_bounds_each_update_and_logs_the_norm(tmp_path, pairs):
     assert records[0]["grad_norm"] > clip  # the norm before clipping is logged
     with pytest.raises(ValueError, match="grad_clip"):
         TrainConfig(grad_clip=-1.0)
+
+
+def test_a_diverging_run_keeps_a_finite_last_checkpoint(tmp_path, pairs):
+    """The update at step 3 overflows the weights (SGD, lr 1e38) on a checkpoint step: the step-2 checkpoint stays."""
+    from unetkit import predict
+
+    train_pairs, _ = pairs
+    run = small_run(steps=2, checkpoint_every=1, val_every=100, momentum=0.0)
+    train_on_pairs(run, train_pairs, [], tmp_path, log=lambda m: None)
+    good = (tmp_path / "last.pt").read_bytes()
+    blow_up = replace(run, train=replace(run.train, steps=4, lr=1e38))
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        train_on_pairs(blow_up, train_pairs, [], tmp_path, resume=True, log=lambda m: None)
+    assert (tmp_path / "last.pt").read_bytes() == good
+    prob = predict(load_model(tmp_path / "last.pt"), train_pairs[0].image, normalize_input=False)
+    assert np.isfinite(prob).all()
+
+
+def test_invalid_settings_create_no_run_folder(tmp_path, pairs):
+    train_pairs, _ = pairs
+    with pytest.raises(ValueError, match="train.tile"):
+        train_on_pairs(small_run(tile=570), train_pairs, [], tmp_path / "run", log=lambda m: None)
+    with pytest.raises(ValueError, match="resume"):
+        train_on_pairs(small_run(), train_pairs, [], tmp_path / "run", resume=True, log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_recorded_config_is_the_one_that_trained(tmp_path):
+    samples = make_em_dataset(2, (96, 96), seed=3)
+    norm = NormalizationConfig(mode="zscore")
+    wcfg = WeightMapConfig(w0=3.0, sigma=2.0, border_width=2)
+    made = make_pairs([s.image for s in samples], [s.labels for s in samples], normalization=norm, weight_config=wcfg)
+    train_on_pairs(small_run(steps=1), made, [], tmp_path, log=lambda m: None)  # run.weights says w0 = 10
+    recorded = json.loads((tmp_path / "config.json").read_text())["weights"]
+    assert (recorded["w0"], recorded["sigma"], recorded["border_width"]) == (3.0, 2.0, 2)
+    other = make_pairs([s.image for s in samples], [s.labels for s in samples],
+                       normalization=NormalizationConfig(mode="percentile"), weight_config=wcfg)
+    with pytest.raises(ValueError, match="normalis"):
+        train_on_pairs(small_run(steps=1), other, [], tmp_path / "b", log=lambda m: None)
+
+
+def test_training_leaves_the_callers_rng_and_threads_alone(tmp_path, pairs):
+    train_pairs, _ = pairs
+    torch.manual_seed(1234)
+    threads = torch.get_num_threads()
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    train_on_pairs(small_run(steps=2, threads=1), train_pairs, [], tmp_path, log=lambda m: None)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads

@@ -54,6 +54,8 @@ def save_checkpoint(path: str | os.PathLike, model: UNet, *, training: dict | No
 def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
     """Load and validate a checkpoint dict (safe: ``weights_only=True``)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

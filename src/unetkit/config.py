@@ -104,7 +104,10 @@ def from_dict(cls, data: dict, *, prefix: str = ""):
     try:
         return cls(**kwargs)
     except ValueError as exc:
-        raise ConfigError(f"{prefix or 'config'}: {exc}") from None
+        message = str(exc)
+        if prefix and message.startswith(f"{prefix}."):  # the message already names the key
+            raise ConfigError(message) from None
+        raise ConfigError(f"{prefix or 'config'}: {message}") from None
 
 
 def to_dict(obj) -> dict:

@@ -315,8 +315,7 @@ def _auto_first_margin(instances, needed: np.ndarray, radius: float, full: int) 
     the background is thin compared with the instances' outlines. The mean
     background thickness is estimated as background pixels per outline pixel
     (bounding-box perimeters stand in for the outlines). 0.6 R minimised the
-    distance-transform area on ISBI 2012 labels (~1.0-1.2 M pixels against
-    1.2-1.5 M for one round with margin R).
+    distance-transform area on ISBI 2012 labels (``benchmarks/bench_weights.py``).
     """
     if not math.isfinite(radius) or full < 8:
         return full
@@ -425,7 +424,7 @@ def brute_force_border_weight_map(
     Euclidean distance transform of the whole image to that instance is
     computed (``scipy.ndimage.distance_transform_edt``); per pixel the
     distances are sorted and the two smallest kept.
-    Slow (about 2-3 s for a 512x512 label with 130 instances); meant for
+    Slow (``benchmarks/README.md`` has the times); meant for
     tests and benchmarks.
     """
     _check_params(w0, sigma, border_width, 0.0)

@@ -84,7 +84,8 @@ def run_weights(args) -> int:
     config = WeightMapConfig(w0=args.w0, sigma=args.sigma, class_balance=not args.no_class_balance)
     labels, axes = read_image_axes(args.labels)
     if axes != "YX":
-        raise UsageError(f"{args.labels}: expected one 2-D label image, got shape {labels.shape}")
+        what = "colour image" if axes == "CYX" else "stack"
+        raise UsageError(f"{args.labels}: {what} of shape {labels.shape}; expected one 2-D label image")
     labels = check_label_image(labels, str(args.labels))
     instances = to_objects(labels, "instances" if args.instances else "auto")
     weights = border_weight_map(instances, w0=config.w0, sigma=config.sigma, class_balance=config.class_balance)

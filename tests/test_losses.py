@@ -1,0 +1,54 @@
+"""Eq. 1 of the paper: a hand-computed value, the normalisation, gradients, and the one home for both uses."""
+
+import math
+
+import pytest
+import torch
+
+from unetkit.losses import weighted_cross_entropy, weighted_nll
+
+
+def test_hand_computed_value():
+    # one image, 2 classes, 1 x 2 pixels; pixel 0: logits (0, 0) -> p = 0.5 each, label 1, weight 2;
+    # pixel 1: logits (ln 3, 0) -> p(0) = 3/4, label 0, weight 1
+    logits = torch.tensor([[[[0.0, math.log(3.0)]], [[0.0, 0.0]]]])
+    target = torch.tensor([[[1, 0]]])
+    weights = torch.tensor([[[2.0, 1.0]]])
+    expected = (2 * -math.log(0.5) + 1 * -math.log(0.75)) / 2  # / number of counted pixels
+    assert weighted_cross_entropy(logits, target, weights).item() == pytest.approx(expected, rel=1e-6)
+    assert weighted_cross_entropy(logits, target).item() == pytest.approx((-math.log(0.5) - math.log(0.75)) / 2)
+
+
+def test_ignored_pixels_do_not_count():
+    logits = torch.randn(1, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 3, (1, 4, 5), generator=torch.Generator().manual_seed(1))
+    weights = torch.ones(1, 4, 5)
+    weights[0, :2] = 0  # half the pixels ignored
+    part = weighted_cross_entropy(logits[..., 2:, :], target[:, 2:], torch.ones(1, 2, 5))
+    assert weighted_cross_entropy(logits, target, weights).item() == pytest.approx(part.item(), rel=1e-6)
+
+
+def test_nll_of_the_softmax_is_the_training_loss():
+    logits = torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(2))
+    target = torch.randint(0, 2, (2, 6, 6), generator=torch.Generator().manual_seed(3))
+    weights = torch.rand(2, 6, 6, generator=torch.Generator().manual_seed(4))
+    a = weighted_cross_entropy(logits, target, weights)
+    b = weighted_nll(torch.log(torch.softmax(logits, 1)), target, weights)
+    assert a.item() == pytest.approx(b.item(), rel=1e-5)
+
+
+def test_gradient_check():
+    logits = torch.randn(1, 3, 3, 4, dtype=torch.float64, requires_grad=True,
+                         generator=torch.Generator().manual_seed(5))
+    target = torch.randint(0, 3, (1, 3, 4), generator=torch.Generator().manual_seed(6))
+    weights = torch.rand(1, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    assert torch.autograd.gradcheck(lambda z: weighted_cross_entropy(z, target, weights), (logits,))
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        weighted_cross_entropy(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="target"):
+        weighted_cross_entropy(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="weights"):
+        weighted_cross_entropy(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long), torch.ones(1, 3, 2))
