@@ -168,7 +168,11 @@ def test_the_recorded_config_is_the_one_that_trained(tmp_path):
     norm = NormalizationConfig(mode="zscore")
     wcfg = WeightMapConfig(w0=3.0, sigma=2.0, border_width=2)
     made = make_pairs([s.image for s in samples], [s.labels for s in samples], normalization=norm, weight_config=wcfg)
-    train_on_pairs(small_run(steps=1), made, [], tmp_path, log=lambda m: None)  # run.weights says w0 = 10
+    from unetkit.data import DataConfig
+
+    run = replace(small_run(steps=1), data=DataConfig(images="elsewhere", labels="elsewhere"))
+    train_on_pairs(run, made, [], tmp_path, log=lambda m: None)  # run.weights says w0 = 10
+    assert json.loads((tmp_path / "config.json").read_text())["data"]["images"] == ""  # the pairs did not come from it
     recorded = json.loads((tmp_path / "config.json").read_text())["weights"]
     assert (recorded["w0"], recorded["sigma"], recorded["border_width"]) == (3.0, 2.0, 2)
     other = make_pairs([s.image for s in samples], [s.labels for s in samples],

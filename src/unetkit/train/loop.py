@@ -28,7 +28,7 @@ import torch
 from .. import geometry
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import save_config
-from ..data import TrainingPair, load_pairs_from_paths
+from ..data import DataConfig, TrainingPair, load_pairs_from_paths
 from ..devices import autocast, cuda_speed, resolve_device
 from ..io import atomic_path, check_output_dir, remove_stale_temps
 from ..losses import weighted_cross_entropy
@@ -331,7 +331,9 @@ def train_on_pairs(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: l
     """Train ``run.model`` on prepared pairs; write checkpoints, logs and plots to ``out_dir``.
 
     Files: ``config.json`` (the config that trained: the pairs' weight-map
-    config, the model's normalisation), ``last.pt`` (with optimiser and RNG
+    config, the model's normalisation; ``data`` left at its defaults, since
+    the pairs did not come from ``run.data``: their names are in the
+    checkpoints' training metadata), ``last.pt`` (with optimiser and RNG
     state, for ``resume``), ``best.pt`` (best validation ``train.best_metric``;
     without validation the last one), ``metrics.jsonl`` (one record per log or
     validation), ``curves.png`` and ``samples.png`` (with ``train.plots``).
@@ -340,6 +342,12 @@ def train_on_pairs(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: l
     (default: the ``unetkit.train`` logger). The caller's torch RNG and
     thread count are left as they were.
     """
+    return _fit(replace(run, data=DataConfig()), train_pairs, val_pairs, out_dir, resume=resume, log=log)
+
+
+def _fit(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: list[TrainingPair],
+         out_dir: str | os.PathLike, *, resume: bool, log) -> TrainResult:
+    """The run itself (:func:`train_on_pairs`); ``run`` is recorded as it is, after :func:`_recorded_run`."""
     log = log or _log.info
     out = Path(out_dir)
     run = _recorded_run(run, list(train_pairs) + list(val_pairs))
@@ -375,4 +383,4 @@ def train(run: RunConfig, out_dir: str | os.PathLike, *, resume: bool = False, b
     train_pairs = load_pairs_from_paths(run.data, base=base, **kwargs)
     val_pairs = load_pairs_from_paths(run.data, validation=True, base=base, **kwargs)
     log(f"{len(train_pairs)} training and {len(val_pairs)} validation images")
-    return train_on_pairs(run, train_pairs, val_pairs, out_dir, resume=resume, log=log)
+    return _fit(run, train_pairs, val_pairs, out_dir, resume=resume, log=log)
