@@ -137,35 +137,14 @@ def _unetkit_predictor(case: dict, image: np.ndarray):
 
 
 def _onnx_model(model):
-    """The model exported to ONNX (any batch and tile size), wrapped as a module that runs ONNX Runtime."""
-    import io
-    import warnings
-
+    """The model's valid graph in ONNX Runtime, as ``unetkit predict --backend onnxruntime`` runs it."""
     import onnxruntime as ort
-    import torch
 
-    buf = io.BytesIO()
+    from unetkit.export.runtime import OnnxUNet
+
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, torch.zeros(1, 1, 188, 188), buf, input_names=["x"], output_names=["y"],
-                          dynamo=False, opset_version=17,
-                          dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "oh", 3: "ow"}})
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-    export_s = time.perf_counter() - t0
-
-    class OrtUNet(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.config = model.config
-            self.anchor = torch.nn.Parameter(torch.zeros(1))  # predict reads device and dtype from it
-
-        def forward(self, x):
-            return torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
-
-    return OrtUNet(), {"export_s": export_s, "onnxruntime": ort.__version__}
+    runner = OnnxUNet.from_model(model)
+    return runner, {"export_s": time.perf_counter() - t0, "onnxruntime": ort.__version__}
 
 
 def _monai_predictor(case: dict, image: np.ndarray):

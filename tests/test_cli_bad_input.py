@@ -33,6 +33,10 @@ def ws(tmp_path_factory):
     save_checkpoint(root / "model.pt", UNet(1, 2, base_features=2, depth=2))
     save_checkpoint(root / "model3.pt", UNet(3, 2, base_features=2, depth=2))
     save_checkpoint(root / "model4.pt", UNet(1, 4, base_features=2, depth=2))
+    from unetkit.normalize import NormalizationConfig
+
+    save_checkpoint(root / "model_dtype.pt", UNet(1, 2, base_features=2, depth=2,
+                                                  normalization=NormalizationConfig("dtype")))
     write_png(root / "img.png", (np.random.default_rng(0).random((40, 50)) * 255).astype(np.uint8))
     tifffile.imwrite(root / "img.tif", np.zeros((40, 50), np.uint8))
     rgb = np.random.default_rng(1).integers(0, 255, (40, 50, 3), dtype=np.uint8)
@@ -137,6 +141,14 @@ CASES = {
     # info
     "info: missing checkpoint": ["info", "none.pt"],
     "info: junk checkpoint": ["info", "junk.pt"],
+    # export
+    "export: unknown format": ["export", "model.pt", "--out", "ex", "--format", "tflite"],
+    "export: missing checkpoint": ["export", "none.pt", "--out", "ex"],
+    "export: out under a file": ["export", "model.pt", "--out", "file.txt/ex"],
+    "export: out is not empty": ["export", "model.pt", "--out", "images"],
+    "export: normalisation without a standard operation": ["export", "model_dtype.pt", "--out", "ex"],
+    "export: citation without a reference": ["export", "model.pt", "--out", "ex", "--cite", "just text"],
+    "export: name too short": ["export", "model.pt", "--out", "ex", "--name", "ab"],
     # demo
     "demo: invalid tile": ["demo", "--out", "d", "--tile", "570", "--steps", "1"],
     "demo: out is a file": ["demo", "--out", "file.txt", "--steps", "1"],
@@ -162,7 +174,8 @@ def test_the_table_is_large_enough():
 def test_bad_input_gives_one_line_exit_2_and_changes_nothing(ws, name, capsys, monkeypatch):
     monkeypatch.chdir(ws)
     before = _snapshot(ws)
-    code = main(CASES[name] + ["--quiet"] if CASES[name][0] in ("predict", "train", "demo") else CASES[name])
+    quiet = CASES[name][0] in ("predict", "train", "demo", "export")
+    code = main(CASES[name] + ["--quiet"] if quiet else CASES[name])
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert code == 2, (name, err)

@@ -52,3 +52,22 @@ def test_shapes_are_checked():
         weighted_cross_entropy(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="weights"):
         weighted_cross_entropy(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long), torch.ones(1, 3, 2))
+
+
+def test_soft_dice_and_the_combined_loss():
+    from unetkit.losses import segmentation_loss, soft_dice_loss
+
+    target = torch.tensor([[[0, 1], [1, 1]]])
+    perfect = torch.stack([(target == 0), (target == 1)], 1).float() * 40 - 20  # saturated logits
+    assert soft_dice_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
+    # uniform softmax (p = 1/2): class 0 has 1 pixel, class 1 three; eps = 1
+    flat = torch.zeros(1, 2, 2, 2)
+    d0 = (2 * 0.5 + 1) / (2 + 1 + 1)
+    d1 = (2 * 1.5 + 1) / (2 + 3 + 1)
+    assert soft_dice_loss(flat, target).item() == pytest.approx(1 - (d0 + d1) / 2, rel=1e-6)
+    weights = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])  # an ignored pixel is left out of Dice too
+    ce = weighted_cross_entropy(flat, target, weights)
+    both = segmentation_loss(flat, target, weights, kind="ce_dice", dice_weight=0.5)
+    assert both.item() == pytest.approx(ce.item() + 0.5 * soft_dice_loss(flat, target, weights).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="loss"):
+        segmentation_loss(flat, target, kind="focal")

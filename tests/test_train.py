@@ -190,3 +190,66 @@ def test_training_leaves_the_callers_rng_and_threads_alone(tmp_path, pairs):
     train_on_pairs(small_run(steps=2, threads=1), train_pairs, [], tmp_path, log=lambda m: None)
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
+
+
+def test_a_time_budget_sets_the_steps_and_ends_on_time(tmp_path, pairs):
+    """train.budget = 20 s on a tiny model: calibrated steps, the schedule ends within a few seconds of 20 s."""
+    import time
+
+    train_pairs, val_pairs = pairs
+    run = small_run(steps=5, budget="20s", val_every=400, checkpoint_every=400, log_every=50)
+    messages = []
+    t0 = time.perf_counter()
+    result = train_on_pairs(run, train_pairs, val_pairs, tmp_path, log=messages.append)
+    elapsed = time.perf_counter() - t0
+    assert abs(elapsed - 20) < 4, elapsed
+    assert result.steps > 100  # far more than train.steps = 5: the budget decided
+    assert any(m.startswith("budget 20s:") and f"-> {result.steps} steps" in m for m in messages), messages
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["train"]["steps"] == result.steps and config["train"]["budget"] == "20s"
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == result.steps
+
+
+def test_the_weight_average_is_what_is_saved_and_resume_stays_exact(tmp_path, pairs):
+    train_pairs, val_pairs = pairs
+    run = small_run(ema=0.9, optimizer="adam", lr=1e-3)
+    train_on_pairs(run, train_pairs, val_pairs, tmp_path / "straight", log=lambda m: None)
+    half = replace(run, train=replace(run.train, steps=3))
+    train_on_pairs(half, train_pairs, val_pairs, tmp_path / "resumed", log=lambda m: None)
+    train_on_pairs(run, train_pairs, val_pairs, tmp_path / "resumed", resume=True, log=lambda m: None)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+        assert torch.equal(a["raw_state_dict"][key], b["raw_state_dict"][key]), key
+    moved = [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], a["raw_state_dict"][k])]
+    assert moved  # the saved weights are the average, not the last weights
+
+
+def test_residual_blocks_keep_the_size_rule_and_tile_seamlessly():
+    from unetkit import UNet, predict
+
+    torch.manual_seed(0)
+    model = UNet(1, 2, base_features=4, depth=3, residual=True, batch_norm=True, dropout=0.0).eval()
+    assert model.output_shape((124, 124)) == UNet(1, 2, depth=3).output_shape((124, 124))
+    image = np.random.default_rng(0).normal(size=(150, 170)).astype(np.float64)
+    model = model.double()
+    whole = predict(model, image, tile_shape=(252, 268))  # one tile covers the image
+    tiled = predict(model, image, tile_shape=(124, 124))
+    np.testing.assert_allclose(tiled, whole, atol=1e-9)
+
+
+def test_profiles_fill_in_under_the_files_own_values():
+    from unetkit.train import PROFILES, run_config
+
+    paper = run_config({"profile": "paper", "train": {"steps": 7}})
+    assert paper.profile == "paper" and paper.train.steps == 7
+    assert paper.train.optimizer == "sgd" and paper.train.momentum == 0.99 and paper.model.batch_norm is False
+    assert paper.weights.w0 == 10.0
+    default = run_config({})
+    assert default.profile == "default"
+    for section, values in PROFILES["default"].items():
+        for key, value in values.items():
+            assert getattr(getattr(default, section), key) == value, (section, key)
+    with pytest.raises(ValueError, match="profile"):
+        run_config({"profile": "fastest"})

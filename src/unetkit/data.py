@@ -115,11 +115,20 @@ def parse_select(text: str, n: int) -> list[int]:
 
 
 def resolve_path(path: str, base: Path | None) -> Path:
-    """Expand ``~`` and ``$VAR`` in a config path and make it relative to ``base`` (the config's folder)."""
+    """Expand ``~`` and ``$VAR`` in a config path; a relative path is relative to ``base`` (the config's folder).
+
+    A path that starts with an environment variable whose value is relative
+    (``UNETKIT_DATA=../shared/data``) is relative to the working directory,
+    where the variable was set.
+    """
     p = Path(os.path.expandvars(os.path.expanduser(path)))
     if "$" in str(p):
         raise ValueError(f"path {path!r} uses an environment variable that is not set")
-    return p if p.is_absolute() or base is None else base / p
+    if p.is_absolute():
+        return p
+    if path.lstrip().startswith("$") or base is None:
+        return Path.cwd() / p
+    return base / p
 
 
 def _read_many(path: Path) -> tuple[list[str], list[np.ndarray]]:

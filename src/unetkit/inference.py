@@ -226,9 +226,11 @@ def predict(
 
     Parameters
     ----------
-    model : UNet
+    model : UNet or unetkit.export.OnnxUNet
         In eval mode during the call (restored afterwards); its
-        ``config.normalization`` is applied to the raw image.
+        ``config.normalization`` is applied to the raw image. An exported
+        ONNX graph (:class:`unetkit.export.OnnxUNet`) runs the same tiles in
+        ONNX Runtime on the CPU.
     image : array-like, (H, W) or (C, H, W)
         Any sliceable array: numpy array, memmap, zarr array. Only the tiles'
         bounding boxes are read, so images larger than memory work (with ``out``).
@@ -284,7 +286,12 @@ def predict(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_finite(chw)
-    device = torch.device(device if device is not None else next(model.parameters()).device)
+    is_torch = isinstance(model, torch.nn.Module)
+    if is_torch:
+        device = torch.device(device if device is not None else next(model.parameters()).device)
+        dtype = next(model.parameters()).dtype
+    else:  # an exported graph run by another runtime (unetkit.export.OnnxUNet): CPU, float32
+        device, dtype = torch.device("cpu"), torch.float32
     tile = choose_tile_shape(tile_shape, (height, width), cfg, memory_budget=memory_budget, batch_size=batch_size,
                              device=device.type)
     if out is None:
@@ -298,15 +305,17 @@ def predict(
     if on_device is None:
         io_bytes = height * width * (12 * cfg.in_channels + 8 * cfg.num_classes)  # float64 input + output
         on_device = device.type == "cuda" and isinstance(out, np.ndarray) and io_bytes <= memory_budget
-    run = TileRun(model=model, device=device, dtype=next(model.parameters()).dtype, batch_size=batch_size, amp=amp,
-                  channels_last=channels_last, progress=progress, offset=offset, scale=scale, on_device=on_device)
-    was_training, was_format = model.training, _model_format(model)
+    run = TileRun(model=model, device=device, dtype=dtype, batch_size=batch_size, amp=amp,
+                  channels_last=channels_last and is_torch, progress=progress, offset=offset, scale=scale,
+                  on_device=on_device)
+    was_training, was_format = model.training, _model_format(model) if is_torch else None
     model.eval()
-    model.to(memory_format=run.memory_format)  # once per call (not per TTA transform); restored below
+    if is_torch:
+        model.to(memory_format=run.memory_format)  # once per call (not per TTA transform); restored below
     try:
         (run.fill_tta if tta else run.fill)(chw, out, tile)
         return out
     finally:
         model.train(was_training)
-        if run.memory_format != was_format:
+        if is_torch and run.memory_format != was_format:
             model.to(memory_format=was_format)

@@ -1,8 +1,8 @@
-"""Pixel-wise weighted softmax cross-entropy (Ronneberger et al. 2015, Eq. 1), written once.
+"""Pixel-wise weighted softmax cross-entropy (Ronneberger et al. 2015, Eq. 1), written once, and soft Dice.
 
-Training calls :func:`weighted_cross_entropy` on logits; validation calls
-:func:`weighted_nll` on the log of the probabilities that overlap-tile
-prediction returns. Both share one normalisation.
+Training calls :func:`segmentation_loss` (Eq. 1, optionally plus soft Dice) on
+logits; validation calls :func:`weighted_nll` on the log of the probabilities
+that overlap-tile prediction returns. Both share one normalisation.
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["weighted_nll", "weighted_cross_entropy"]
+__all__ = ["weighted_nll", "weighted_cross_entropy", "soft_dice_loss", "segmentation_loss", "LOSSES"]
+
+#: Training losses: the paper's weighted cross-entropy, or that plus soft Dice.
+LOSSES = ("ce", "ce_dice")
 
 
 def _check(values: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None, name: str) -> None:
@@ -53,3 +56,34 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: 
     """:func:`weighted_nll` of the softmax of ``logits`` (B, C, H, W): the paper's training loss."""
     _check(logits, target, weights, "logits")
     return weighted_nll(F.log_softmax(logits, dim=1), target, weights)
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, *,
+                   eps: float = 1.0) -> torch.Tensor:
+    """1 - mean over classes of the soft Dice of the softmax, on pixels with weight > 0.
+
+    ``Dice_c = (2 sum p_c y_c + eps) / (sum p_c + sum y_c + eps)`` over the
+    batch, with ``y_c`` the one-hot target; ignored pixels (weight 0) are left
+    out. The border weights do not enter (Dice has no per-pixel weights).
+    """
+    _check(logits, target, weights, "logits")
+    prob = torch.softmax(logits, dim=1)
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
+    if weights is not None:
+        mask = (weights > 0).to(prob.dtype)[:, None]
+        prob, onehot = prob * mask, onehot * mask
+    dims = (0, 2, 3)
+    inter = (prob * onehot).sum(dims)
+    dice = (2 * inter + eps) / (prob.sum(dims) + onehot.sum(dims) + eps)
+    return 1 - dice.mean()
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, *,
+                      kind: str = "ce", dice_weight: float = 1.0) -> torch.Tensor:
+    """The training loss: ``"ce"`` (Eq. 1) or ``"ce_dice"`` (Eq. 1 + ``dice_weight`` x :func:`soft_dice_loss`)."""
+    if kind not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+    loss = weighted_cross_entropy(logits, target, weights)
+    if kind == "ce_dice":
+        loss = loss + dice_weight * soft_dice_loss(logits, target, weights)
+    return loss

@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser", "UsageError"]
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import analysis, predict, train
+    from . import analysis, export, predict, train
 
     parser = argparse.ArgumentParser(
         prog="unetkit",
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_parser(sub)
     analysis.add_parsers(sub)
     train.add_parser(sub)
+    export.add_parser(sub)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -12,8 +13,9 @@ __all__ = ["add_parsers", "run_info", "run_weights", "run_evaluate"]
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("info", help="describe a checkpoint", description="Print architecture, parameters, "
-                                                                           "normalisation and training metadata.")
+    p = sub.add_parser("info", help="describe a checkpoint or an exported model",
+                       description="Print architecture, parameters, normalisation and training metadata of a "
+                                   "checkpoint, an exported .onnx or a bioimage.io package written by unetkit export.")
     p.add_argument("checkpoint")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_info)
@@ -41,16 +43,48 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=run_evaluate)
 
 
+def _exported_info(path: Path) -> dict:
+    """What an exported model says about itself: its unetkit config, variant, and for a package its rdf."""
+    from .export import require_export_extra
+
+    require_export_extra()
+    from ..export.runtime import read_package
+
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        if "unetkit_config" not in meta:
+            raise UsageError(f"{path}: an ONNX file without unetkit metadata")
+        info = json.loads(meta["unetkit_config"])
+        return {"export": "onnx", "variant": info["variant"], "config": info["model"], "training": {}}
+    read, info = read_package(path)
+    import yaml
+
+    rdf = yaml.safe_load(read("rdf.yaml"))
+    return {"export": "bioimageio", "name": rdf.get("name"), "format_version": rdf.get("format_version"),
+            "weights": sorted(rdf.get("weights", {})), "variant": info["variant"], "config": info["model"],
+            "training": info.get("training", {})}
+
+
 def run_info(args) -> int:
     from .. import geometry
     from ..checkpoint import load_checkpoint, load_model
+    from ..export.runtime import is_exported
+    from ..model import ModelConfig, UNet
 
-    payload = load_checkpoint(args.checkpoint)
-    model = load_model(args.checkpoint)
-    cfg = model.config
-    n_params = sum(p.numel() for p in model.parameters())
-    info = {"checkpoint": str(args.checkpoint), "parameters": n_params, "config": cfg.to_dict(),
-            "training": payload.get("training", {})}
+    path = Path(args.checkpoint)
+    if path.suffix.lower() != ".pt" and is_exported(path):
+        info = _exported_info(path)
+        cfg = ModelConfig.from_dict(info["config"])
+        n_params = sum(p.numel() for p in UNet.from_config(cfg).parameters())
+        info = {"model": str(path), "parameters": n_params, **info}
+    else:
+        payload = load_checkpoint(args.checkpoint)
+        cfg = load_model(args.checkpoint).config
+        n_params = sum(p.numel() for p in UNet.from_config(cfg).parameters())
+        info = {"checkpoint": str(args.checkpoint), "parameters": n_params, "config": cfg.to_dict(),
+                "training": payload.get("training", {})}
     if cfg.padding == "valid":
         first = geometry.min_input_size(depth=cfg.depth)
         info["valid_tile_sizes"] = f"{first} + {geometry.size_step(cfg.depth)}k (e.g. 572 -> 388 at depth 4)"
@@ -58,9 +92,13 @@ def run_info(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
-    print(f"checkpoint   {args.checkpoint}")
+    print(f"{'checkpoint' if 'checkpoint' in info else 'exported':<12} {args.checkpoint}")
+    if "export" in info:
+        extra = (f", {info['name']!r}, format {info['format_version']}, weights {', '.join(info['weights'])}"
+                 if info["export"] == "bioimageio" else "")
+        print(f"export       {info['export']} ({info['variant']} variant{extra})")
     print(f"architecture U-Net depth {cfg.depth}, {cfg.base_features} base features, {cfg.padding} padding, "
-          f"dropout {cfg.dropout}, batch norm {cfg.batch_norm}")
+          f"dropout {cfg.dropout}, batch norm {cfg.batch_norm}, residual {cfg.residual}")
     print(f"channels     {cfg.in_channels} in -> {cfg.num_classes} classes {list(cfg.class_names or [])}")
     print(f"parameters   {n_params:,}")
     print(f"normalise    {cfg.normalization.mode} ({cfg.normalization.low}, {cfg.normalization.high})")

@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
                                    "else (C, H, W)) and DIR/<stem>_mask.png (class per pixel; 0/255 for 2 classes). "
                                    "A multi-page TIFF is segmented plane by plane into stacks (<stem>_mask.tif). "
                                    "A folder input means every image in it.")
-    p.add_argument("checkpoint", help="checkpoint file written by 'unetkit train' or 'unetkit demo'")
+    p.add_argument("checkpoint", help="checkpoint written by 'unetkit train' or 'unetkit demo', or a model exported "
+                                      "by 'unetkit export' (.onnx, bioimage.io package folder, rdf.yaml or .zip)")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="images: PNG, TIFF (page or stack), .npy, .zarr, or a folder of images")
     p.add_argument("--out", required=True, help="output folder")
@@ -27,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass (default 1)")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"),
+                   help="run the tiles in PyTorch or ONNX Runtime (CPU); default: torch for checkpoints, "
+                        "onnxruntime for exported models")
     p.add_argument("--instances", action="store_true", help="also write <stem>_labels.tif (one label per object)")
     p.add_argument("--png", action="store_true", help="with --instances: also write a colour overlay <stem>_labels.png")
     p.add_argument("--threshold", type=float, default=0.5, help="with --instances: foreground probability threshold")
@@ -92,8 +96,28 @@ def _open(path: Path, in_channels: int) -> _Input:
     return _Input(path, array, planes)
 
 
-def run(args) -> int:
+def _load(args, device):
+    """The model to run: a checkpoint in PyTorch, or an exported / converted graph in ONNX Runtime."""
     from ..checkpoint import load_model
+    from ..export.runtime import is_exported
+
+    exported = Path(args.checkpoint).suffix.lower() != ".pt" and is_exported(args.checkpoint)
+    backend = args.backend or ("onnxruntime" if exported else "torch")
+    if backend == "torch":
+        if exported:
+            raise UsageError(f"{args.checkpoint}: an exported model runs with --backend onnxruntime "
+                             "(PyTorch needs the .pt checkpoint)")
+        return load_model(args.checkpoint).to(device)
+    from ..export.runtime import OnnxUNet
+    from .export import require_export_extra
+
+    require_export_extra()
+    if device.type != "cpu" and args.device != "auto":
+        raise UsageError("--backend onnxruntime runs on the CPU; leave --device at cpu or auto")
+    return OnnxUNet.load(args.checkpoint) if exported else OnnxUNet.from_model(load_model(args.checkpoint))
+
+
+def run(args) -> int:
     from ..io import check_output_dir, remove_stale_temps, write_mask, write_tiff
     from ..tiling import choose_tile_shape
     from ..inference import predict
@@ -103,7 +127,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = device_arg(args.device)
-    model = load_model(args.checkpoint).to(device)
+    model = _load(args, device)
     cfg = model.config
     if tile != "auto":
         choose_tile_shape(tile, (1, 1), cfg)  # refuses a size that does not fit, naming the nearest valid ones

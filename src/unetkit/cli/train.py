@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue exactly from DIR/last.pt")
+    p.add_argument("--budget", metavar="TIME", help="train for this wall-clock time (e.g. 30m, 1h30m): the step "
+                   "time is measured and train.steps set so that the schedule ends on time")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -37,13 +39,13 @@ def add_demo_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..config import apply_overrides, from_dict, load_config_file
+    from ..config import apply_overrides, load_config_file
     from ..io import check_output_dir
-    from ..train import RunConfig, train
+    from ..train import run_config, train
 
     out = check_output_dir(args.out)
-    data = apply_overrides(load_config_file(args.config), args.set or [])
-    config = from_dict(RunConfig, data)
+    overrides = list(args.set or []) + ([f'train.budget="{args.budget}"'] if args.budget else [])
+    config = run_config(apply_overrides(load_config_file(args.config), overrides))
     if not progress_enabled(args):
         config = replace(config, train=replace(config.train, progress=False))
     if args.resume and not (out / "last.pt").is_file():

@@ -6,15 +6,18 @@ lists (the demo, the napari plugin). The ``unetkit train`` command calls
 ``train``.
 
 Modules: :mod:`~unetkit.train.config` (the run config),
+:mod:`~unetkit.train.profiles` (named defaults: ``paper`` and the default),
 :mod:`~unetkit.train.dataset` (keyed random tiles), :mod:`~unetkit.train.optim`
-(optimiser, schedule), :mod:`~unetkit.train.validate` and
-:mod:`~unetkit.train.loop`.
+(optimiser, schedule), :mod:`~unetkit.train.ema` (weight averaging),
+:mod:`~unetkit.train.validate` and :mod:`~unetkit.train.loop`.
 """
 
-from .config import LOWER_IS_BETTER, RunConfig, TrainConfig, TrainingDiverged
+from .config import LOWER_IS_BETTER, RunConfig, TrainConfig, TrainingDiverged, parse_duration
 from .dataset import TileDataset
+from .ema import WeightAverage
 from .loop import TrainResult, train, train_on_pairs
 from .optim import lr_at, make_optimizer
+from .profiles import PROFILES, apply_profile, run_config
 from .validate import predict_pairs, validate, validation_metrics
 
 __all__ = [
@@ -31,4 +34,9 @@ __all__ = [
     "make_optimizer",
     "lr_at",
     "LOWER_IS_BETTER",
+    "PROFILES",
+    "apply_profile",
+    "run_config",
+    "parse_duration",
+    "WeightAverage",
 ]

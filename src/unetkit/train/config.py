@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..augment import AugmentConfig
@@ -9,7 +10,7 @@ from ..data import DataConfig
 from ..model import ModelConfig
 from ..weights import WeightMapConfig
 
-__all__ = ["TrainConfig", "RunConfig", "TrainingDiverged", "LOWER_IS_BETTER"]
+__all__ = ["TrainConfig", "RunConfig", "TrainingDiverged", "LOWER_IS_BETTER", "parse_duration"]
 
 #: Validation metrics where smaller is better (for choosing ``best.pt``).
 LOWER_IS_BETTER = frozenset({"loss", "pixel_error", "rand_error", "warping_error"})
@@ -17,6 +18,23 @@ LOWER_IS_BETTER = frozenset({"loss", "pixel_error", "rand_error", "warping_error
 
 class TrainingDiverged(RuntimeError):
     """The loss or the weights became NaN or infinite."""
+
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration such as ``"30m"``, ``"1h30m"``, ``"90s"``, ``"2.5h"`` (a bare number is minutes)."""
+    text = str(text).strip().lower()
+    try:
+        return float(text) * 60.0
+    except ValueError:
+        pass
+    m = _DURATION.match(text)
+    if not text or not m or not any(m.groups()):
+        raise ValueError(f"a duration looks like 30m, 1h30m, 90s or 2.5h, got {text!r}")
+    h, mins, secs = (float(g) if g else 0.0 for g in m.groups())
+    return 3600 * h + 60 * mins + secs
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,16 @@ class TrainConfig:
     is at most that value before each optimiser step (0: off); the largest
     norm before clipping since the last log record is logged as ``grad_norm``.
     ``threads`` > 0 sets torch's intra-op threads for the run (restored after).
+
+    ``budget`` (e.g. ``"30m"``): train for that wall-clock time instead of a
+    fixed number of steps: the step time (and the cost of validation) is
+    measured over the first ``calibration_steps`` steps and ``steps`` is set
+    so that the schedule ends on time. ``ema`` > 0 keeps an exponential moving
+    average of the weights (decay per step, warmed up as ``min(ema, (1 + t) /
+    (10 + t))``); validation and the checkpoints' weights are the average.
+    ``loss``: ``"ce"`` (the paper's Eq. 1) or ``"ce_dice"`` (plus
+    ``dice_weight`` x soft Dice). ``val_tta``: validate with 8-fold
+    test-time augmentation.
     """
 
     steps: int = 2000
@@ -43,6 +71,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.99
+    nesterov: bool = False
     weight_decay: float = 0.0
     schedule: str = "constant"
     warmup_steps: int = 0
@@ -57,13 +86,32 @@ class TrainConfig:
     grad_clip: float = 0.0
     threads: int = 0
     best_metric: str = "loss"
+    budget: str = ""
+    calibration_steps: int = 20
+    ema: float = 0.0
+    loss: str = "ce"
+    dice_weight: float = 1.0
+    val_tta: bool = False
     warping: bool = False
     plots: bool = True
     progress: bool = True
 
     def __post_init__(self):
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"train.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"train.optimizer must be 'sgd', 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.loss not in ("ce", "ce_dice"):
+            raise ValueError(f"train.loss must be 'ce' or 'ce_dice', got {self.loss!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"train.ema must lie in [0, 1) (0 = off), got {self.ema}")
+        if self.budget:
+            try:
+                seconds = parse_duration(self.budget)
+            except ValueError as exc:
+                raise ValueError(f"train.budget: {exc}") from None
+            if seconds <= 0:
+                raise ValueError(f"train.budget must be positive, got {self.budget!r}")
+        if self.calibration_steps < 2:
+            raise ValueError(f"train.calibration_steps must be >= 2, got {self.calibration_steps}")
         if self.schedule not in ("constant", "cosine", "poly"):
             raise ValueError(f"train.schedule must be 'constant', 'cosine' or 'poly', got {self.schedule!r}")
         for name in ("steps", "batch_size", "val_every", "checkpoint_every", "log_every"):
@@ -80,8 +128,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run: a section per component, as in the config file."""
+    """One training run: a section per component, as in the config file.
 
+    ``profile`` names the set of defaults the config file started from
+    (:data:`unetkit.train.profiles.PROFILES`); ``"none"`` for a config built
+    from the dataclass defaults in Python.
+    """
+
+    profile: str = "none"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

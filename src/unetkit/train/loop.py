@@ -31,9 +31,10 @@ from ..config import save_config
 from ..data import DataConfig, TrainingPair, load_pairs_from_paths
 from ..devices import autocast, cuda_speed, resolve_device
 from ..io import atomic_path, check_output_dir, remove_stale_temps
-from ..losses import weighted_cross_entropy
+from ..losses import segmentation_loss
 from ..model import UNet
-from .config import LOWER_IS_BETTER, RunConfig, TrainingDiverged
+from .config import LOWER_IS_BETTER, RunConfig, TrainingDiverged, parse_duration
+from .ema import WeightAverage
 from .dataset import TileDataset
 from .optim import lr_at, make_optimizer
 from .validate import predict_pairs, validation_metrics
@@ -41,6 +42,7 @@ from .validate import predict_pairs, validation_metrics
 __all__ = ["TrainResult", "train_on_pairs", "train"]
 
 _log = logging.getLogger("unetkit.train")
+_UNCALIBRATED = 2**31 - 1  # train.steps of a budget run before its step time is measured
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,13 @@ class _State:
     val_probs: list = field(default_factory=list)
     running: list = field(default_factory=list)
     grad_norms: list = field(default_factory=list)
+    ema: WeightAverage | None = None
+    calibrated: bool = True  # False while a budget run has not yet set train.steps
+
+    @property
+    def eval_model(self) -> UNet:
+        """The weights that are validated, saved and predicted with: the average when ``train.ema`` > 0."""
+        return self.ema.model if self.ema is not None else self.model
 
     @property
     def wall(self) -> float:
@@ -144,11 +153,14 @@ def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bo
     model = UNet.from_config(run.model).to(device)
     model.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     state = _State(run=run, out=out, device=device, model=model, opt=make_optimizer(model.parameters(), cfg),
-                   train_names=[p.name for p in train_pairs], val_names=[p.name for p in val_pairs])
+                   train_names=[p.name for p in train_pairs], val_names=[p.name for p in val_pairs],
+                   ema=WeightAverage(model, cfg.ema) if cfg.ema > 0 else None, calibrated=not cfg.budget)
     if resume:
         _resume(state, log)
     elif state.metrics_path.exists():
         state.metrics_path.unlink()
+    if not state.calibrated:  # until the budget is calibrated the schedule runs as if the run were endless
+        state.run = replace(state.run, train=replace(state.run.train, steps=_UNCALIBRATED))
     return state
 
 
@@ -156,13 +168,18 @@ def _resume(state: _State, log) -> None:
     ckpt = load_checkpoint(state.out / "last.pt", map_location=state.device)
     if ckpt["config"] != state.run.model.to_dict():
         raise ValueError(f"{state.out / 'last.pt'} was trained with another model config; cannot resume")
-    state.model.load_state_dict(ckpt["state_dict"])
+    state.model.load_state_dict(ckpt.get("raw_state_dict", ckpt["state_dict"]))
+    if state.ema is not None:
+        state.ema.load_state_dict(ckpt["state_dict"] if "raw_state_dict" in ckpt else state.model.state_dict())
     state.opt.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["rng"]["torch"])
     if "cuda" in ckpt["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     state.step = state.start_step = int(ckpt["step"])
     state.best_value = ckpt["training"].get("best_value")
+    if state.run.train.budget and ckpt["training"].get("budget_calibrated"):  # the budget was spent on this run
+        state.run = replace(state.run, train=replace(state.run.train, steps=int(ckpt["training"]["steps"])))
+        state.calibrated = True
     state.wall_before = float(ckpt["training"].get("wall_time_s", 0.0))
     if state.metrics_path.exists():  # keep the log consistent with the checkpoint: drop later records
         kept = [r for r in map(json.loads, filter(str.strip, state.metrics_path.read_text().splitlines()))
@@ -185,7 +202,7 @@ def _train_step(state: _State, x, y, w) -> tuple[torch.Tensor, float]:
         group["lr"] = lr
     with autocast(state.device, cfg.amp):
         logits = model(x)
-    loss = weighted_cross_entropy(logits.float(), y, w)
+    loss = segmentation_loss(logits.float(), y, w, kind=cfg.loss, dice_weight=cfg.dice_weight)
     if not torch.isfinite(loss):
         _diverged(state, f"loss became {loss.item()} at step {state.step}; lower train.lr (now {lr:g})")
     opt.zero_grad(set_to_none=True)
@@ -196,6 +213,8 @@ def _train_step(state: _State, x, y, w) -> tuple[torch.Tensor, float]:
     if cfg.grad_clip > 0:
         state.grad_norms.append(float(norm))
     opt.step()
+    if state.ema is not None:
+        state.ema.update(model, state.step)
     state.step += 1
     return loss, lr
 
@@ -207,15 +226,18 @@ def _diverged(state: _State, what: str):
 
 
 def _sane(state: _State, x) -> bool:
-    """Whether the current weights are finite and give a finite output on ``x`` (eval mode, no RNG used)."""
-    if not all(torch.isfinite(p).all() for p in state.model.parameters()):
+    """Whether the weights (and the average) are finite and give a finite output on ``x`` (eval mode, no RNG)."""
+    models = [state.model] + ([state.ema.model] if state.ema is not None else [])
+    if not all(torch.isfinite(p).all() for m in models for p in m.parameters()):
         return False
-    state.model.eval()
+    model = state.eval_model
+    was_training = model.training
+    model.eval()
     try:
         with torch.no_grad(), autocast(state.device, state.run.train.amp):
-            return bool(torch.isfinite(state.model(x[:1])).all())
+            return bool(torch.isfinite(model(x[:1])).all())
     finally:
-        state.model.train()
+        model.train(was_training)
 
 
 # ----------------------------------------------------------------------------- bookkeeping
@@ -236,7 +258,7 @@ def _validate(state: _State, val_pairs: list[TrainingPair], x, log) -> None:
     """Validate, log, and keep ``best.pt`` when the chosen metric improved."""
     cfg = state.run.train
     with cuda_speed(state.device, benchmark=False):  # whole images: no autotuning search per new shape
-        probs = predict_pairs(state.model, val_pairs, device=state.device)
+        probs = predict_pairs(state.eval_model, val_pairs, device=state.device, tta=cfg.val_tta)
     state.model.train()
     state.last_val = validation_metrics(val_pairs, probs, warping=cfg.warping)
     state.val_probs = probs[:3]
@@ -256,8 +278,13 @@ def _validate(state: _State, val_pairs: list[TrainingPair], x, log) -> None:
 def _save(state: _State, name: str, x, *, resumable: bool = False) -> None:
     if not _sane(state, x):
         _diverged(state, f"the weights became non-finite (or give a non-finite output) at step {state.step}")
-    extra = ({"optimizer": state.opt.state_dict(), "rng": _rng_state(), "step": state.step} if resumable else None)
-    save_checkpoint(state.out / name, state.model, training=state.meta(), extra=extra)
+    extra = None
+    if resumable:
+        extra = {"optimizer": state.opt.state_dict(), "rng": _rng_state(), "step": state.step}
+        if state.ema is not None:  # the raw weights, to resume; state_dict holds the average
+            extra["raw_state_dict"] = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+    meta = {**state.meta(), "budget_calibrated": bool(state.run.train.budget and state.calibrated)}
+    save_checkpoint(state.out / name, state.eval_model, training=meta, extra=extra)
 
 
 def _rng_state() -> dict:
@@ -277,6 +304,33 @@ def _finish(state: _State, val_pairs: list[TrainingPair]) -> None:
 
 
 # ----------------------------------------------------------------------------- the loop
+def _calibrate(state: _State, val_pairs, x, t_first: float, log, bar) -> None:
+    """Set ``train.steps`` so that the run ends when ``train.budget`` is spent.
+
+    The step time is the mean wall time (data and compute) of the steps since
+    the second one; a validation is timed once here (it is recorded like any
+    other) and spread over ``val_every`` steps.
+    """
+    cfg = state.run.train
+    done = state.step - state.start_step - 1
+    per_step = (time.perf_counter() - t_first) / max(done, 1)
+    per_val = 0.0
+    if val_pairs:
+        t = time.perf_counter()
+        _validate(state, val_pairs, x, log)
+        per_val = time.perf_counter() - t
+    left = parse_duration(cfg.budget) - state.wall
+    steps = state.step + max(int(left / (per_step + per_val / cfg.val_every)), 0)
+    state.run = replace(state.run, train=replace(cfg, steps=max(steps, state.step)))
+    state.calibrated = True
+    save_config(state.run, state.out / "config.json")
+    log(f"budget {cfg.budget}: {per_step:.2f} s per step" + (f" and {per_val:.1f} s per validation" if val_pairs else "")
+        + f" -> {state.run.train.steps} steps")
+    if bar is not None:
+        bar.total = state.run.train.steps
+        bar.refresh()
+
+
 def _loop(state: _State, loader, val_pairs, log) -> None:
     cfg = state.run.train
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -286,9 +340,11 @@ def _loop(state: _State, loader, val_pairs, log) -> None:
 
         bar = tqdm(total=cfg.steps, initial=state.start_step, desc="train", unit="step", dynamic_ncols=True)
     state.model.train()
-    t_data = time.perf_counter()
+    t_data = t_first = time.perf_counter()
     try:
         for x, y, w in loader:
+            if state.step >= state.run.train.steps:
+                break
             x = x.to(state.device, non_blocking=True).contiguous(memory_format=fmt)
             y, w = y.to(state.device, non_blocking=True), w.to(state.device, non_blocking=True)
             t_comp = time.perf_counter()
@@ -298,20 +354,31 @@ def _loop(state: _State, loader, val_pairs, log) -> None:
                 torch.cuda.synchronize()
             state.compute_time += time.perf_counter() - t_comp
             state.running.append(loss.item())
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-                _log_step(state, lr, bar)
-            if bar is not None:
-                bar.update(1)
-            if val_pairs and (state.step % cfg.val_every == 0 or state.step == cfg.steps):
-                _validate(state, val_pairs, x, log)
-            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-                _save(state, "last.pt", x, resumable=True)
-                if not val_pairs:
-                    _save(state, "best.pt", x)
+            if state.step == state.start_step + 1:
+                t_first = time.perf_counter()  # the first step pays one-off costs; calibration starts after it
+            if not state.calibrated and state.step - state.start_step >= cfg.calibration_steps:
+                _calibrate(state, val_pairs, x, t_first, log, bar)
+            _after_step(state, val_pairs, x, lr, bar, log)
             t_data = time.perf_counter()
     finally:
         if bar is not None:
             bar.close()
+
+
+def _after_step(state: _State, val_pairs, x, lr: float, bar, log) -> None:
+    """Log, validate and checkpoint when this step calls for it."""
+    cfg = state.run.train
+    last = state.step == cfg.steps
+    if state.step % cfg.log_every == 0 or last:
+        _log_step(state, lr, bar)
+    if bar is not None:
+        bar.update(1)
+    if val_pairs and (state.step % cfg.val_every == 0 or last):
+        _validate(state, val_pairs, x, log)
+    if state.step % cfg.checkpoint_every == 0 or last:
+        _save(state, "last.pt", x, resumable=True)
+        if not val_pairs:
+            _save(state, "best.pt", x)
 
 
 @contextlib.contextmanager
@@ -359,10 +426,11 @@ def _fit(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: list[Traini
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), _scoped_threads(cfg.threads), cuda_speed(device):
         state = _setup(run, out, device, train_pairs, val_pairs, resume, log)
-        save_config(run, out / "config.json")
+        save_config(state.run, out / "config.json")
         dataset = TileDataset(train_pairs, run.augment, tile, label_shape, cfg.seed)
+        last = state.run.train.steps  # a budget run: endless until calibrated, then it stops at its steps
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.batch_size, sampler=range(state.step * cfg.batch_size, cfg.steps * cfg.batch_size),
+            dataset, batch_size=cfg.batch_size, sampler=range(state.step * cfg.batch_size, last * cfg.batch_size),
             num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
             persistent_workers=False, pin_memory=device.type == "cuda")
         state.t0 = time.perf_counter()

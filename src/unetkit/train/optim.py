@@ -12,9 +12,12 @@ __all__ = ["make_optimizer", "lr_at"]
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper) or Adam, as ``cfg`` says."""
+    """SGD with (Nesterov) momentum (the paper: momentum 0.99), Adam or AdamW, as ``cfg`` says."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
