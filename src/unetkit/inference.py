@@ -19,7 +19,7 @@ from .model import UNet
 from .normalize import intensity_range, normalize
 from .tiling import Tile, choose_tile_shape, plan_tiles, read_window
 
-__all__ = ["predict", "DIHEDRAL", "TileRun", "count_nonfinite"]
+__all__ = ["predict", "predict_region", "DIHEDRAL", "TileRun", "count_nonfinite", "clip_tiles"]
 
 # The 8 symmetries of the square as (number of 90-degree rotations, flip left-right first).
 DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
@@ -125,6 +125,33 @@ class TileRun:
         _, tiles = plan_tiles(tuple(chw.shape[1:]), tile_shape, depth=cfg.depth, padding=cfg.padding)
         (self._fill_on_device if self.on_device else self._fill_streamed)(chw, out, tiles)
 
+    def fill_region(self, chw, out, tile_shape: tuple[int, int], rows: slice, cols: slice, *,
+                    tiles: str = "whole-image") -> int:
+        """Fill ``out`` (num_classes, h, w) with the image's prediction in ``rows`` x ``cols`` (image coordinates).
+
+        ``tiles="whole-image"``: the tiles of the whole image's plan
+        (:func:`unetkit.tiling.plan_tiles` with ``tile_shape``) that reach into
+        the region: every pixel is computed by the same tile, from the same
+        input, as in :meth:`fill`, so the region equals that window of the whole
+        prediction bit for bit; a tile that straddles the region's edge is
+        computed for each region it reaches into. ``tiles="region"``: the
+        region's own plan, started on the whole image's pooling grid (the
+        start rounded down to a multiple of ``2**depth``) with the whole
+        image's mirror context: no tile is computed twice, and the numbers
+        equal the whole prediction's up to the rounding of other tile shapes.
+        Returns the number of tiles run.
+        """
+        cfg = self.model.config
+        if tiles == "whole-image":
+            _, plan = plan_tiles(tuple(chw.shape[1:]), tile_shape, depth=cfg.depth, padding=cfg.padding)
+            chosen = clip_tiles(plan, rows, cols)
+        elif tiles == "region":
+            chosen = _region_tiles(chw.shape[1:], rows, cols, cfg, self.device.type)
+        else:
+            raise ValueError(f"tiles must be 'whole-image' or 'region', got {tiles!r}")
+        self._fill_streamed(chw, out, chosen)
+        return len(chosen)
+
     def _fill_streamed(self, chw, out, tiles: list[Tile]) -> None:
         """Read each tile's window from ``chw`` on the host (bounded memory)."""
         np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
@@ -197,6 +224,68 @@ class TileRun:
             back = np.rot90(prob, -k, axes=(1, 2))
             acc += back[:, :, ::-1] if flip else back
         out[...] = (acc / len(DIHEDRAL)).astype(out.dtype, copy=False)
+
+
+def clip_tiles(tiles: list[Tile], rows: slice, cols: slice) -> list[Tile]:
+    """The tiles that write into ``rows`` x ``cols``, their ``crop``/``write`` cut to the region (``write`` relative to it)."""
+    clipped = []
+    for t in tiles:
+        parts = []
+        for write, crop, region in zip(t.write, t.crop, (rows, cols)):
+            lo, hi = max(write.start, region.start), min(write.stop, region.stop)
+            if lo >= hi:
+                break
+            shift = crop.start - write.start
+            parts.append((slice(lo + shift, hi + shift), slice(lo - region.start, hi - region.start)))
+        if len(parts) == 2:
+            (cr, wr), (cc, wc) = parts
+            clipped.append(Tile(read=t.read, crop=(cr, cc), write=(wr, wc), rows=t.rows, cols=t.cols))
+    return clipped
+
+
+def _region_tiles(image_hw, rows: slice, cols: slice, cfg, device_type: str) -> list[Tile]:
+    """Tiles of a region's own plan on the whole image's pooling grid, clipped to the region."""
+    from .tiling import mirror_indices
+
+    unit = 2**cfg.depth
+    starts = (rows.start - rows.start % unit, cols.start - cols.start % unit)
+    size = (rows.stop - starts[0], cols.stop - starts[1])
+    tile = choose_tile_shape("auto", size, cfg, device=device_type)
+    plans, local = plan_tiles(size, tile, depth=cfg.depth, padding=cfg.padding)
+    shifted = []
+    for t in local:
+        write = tuple(slice(w.start + o, w.stop + o) for w, o in zip(t.write, starts))
+        ri, ci = (mirror_indices(r.start + o, r.stop + o, n, p.margin)
+                  for r, o, n, p in zip(t.read, starts, image_hw, plans))
+        shifted.append(Tile(read=t.read, crop=t.crop, write=write, rows=ri, cols=ci))
+    return clip_tiles(shifted, rows, cols)
+
+
+def predict_region(model: UNet, image, rows: slice, cols: slice, *, tile_shape: tuple[int, int],
+                   offset: np.ndarray, scale: np.ndarray, batch_size: int = 1, out_dtype=np.float32,
+                   tiles: str = "whole-image") -> np.ndarray:
+    """Probabilities (num_classes, h, w) of the ``rows`` x ``cols`` window of a whole-image prediction.
+
+    For block-wise (distributed) prediction: ``tile_shape`` is the whole
+    image's tile (:func:`unetkit.tiling.choose_tile_shape`) and
+    ``offset``/``scale`` its normalisation (:func:`unetkit.normalize.intensity_range`
+    of the whole image); ``tiles`` as in :meth:`TileRun.fill_region`
+    (``"whole-image"``: the same window of :func:`predict` bit for bit).
+    The image is read only around the region.
+    The model runs on its own device, in eval mode.
+    """
+    cfg = model.config
+    chw = _as_chw(image, cfg.in_channels)
+    is_torch = isinstance(model, torch.nn.Module)
+    device = next(model.parameters()).device if is_torch else torch.device("cpu")
+    dtype = next(model.parameters()).dtype if is_torch else torch.float32
+    out = np.zeros((cfg.num_classes, rows.stop - rows.start, cols.stop - cols.start), dtype=out_dtype)
+    run = TileRun(model=model, device=device, dtype=dtype, batch_size=batch_size, amp=False,
+                  channels_last=is_torch, progress=False, offset=np.asarray(offset), scale=np.asarray(scale),
+                  on_device=False)
+    model.eval()
+    run.fill_region(chw, out, tuple(tile_shape), rows, cols, tiles=tiles)
+    return out
 
 
 def _model_format(model: UNet):

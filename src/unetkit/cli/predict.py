@@ -36,6 +36,17 @@ def add_parser(sub) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="with --instances: foreground probability threshold")
     p.add_argument("--min-size", type=int, default=10, help="with --instances: smallest object in pixels")
     p.add_argument("--watershed", action="store_true", help="with --instances: split touching objects by watershed")
+    g = p.add_argument_group("volumes larger than memory (Zarr / OME-Zarr in, OME-Zarr out)",
+                             "With --out ending in .zarr the one INPUT (a Zarr array or OME-Zarr group) is segmented "
+                             "block by block into OUT (an OME-Zarr image of the probabilities), OUT/labels/mask "
+                             "(and OUT/labels/instances); a "
+                             "rerun finishes an interrupted run.")
+    g.add_argument("--workers", type=int, help="start a local Dask cluster of N worker processes")
+    g.add_argument("--threads-per-worker", type=int, default=0, help="torch threads per worker (default: torch's)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler (tcp://HOST:PORT)")
+    g.add_argument("--chunks", help="output block size HxW (default: a multiple of the tile's output, ~1024 px)")
+    g.add_argument("--tiles", choices=("whole-image", "region"), default="whole-image",
+                   help="whole-image: bit-identical to one process; region: each block plans its own tiles")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -117,7 +128,52 @@ def _load(args, device):
     return OnnxUNet.load(args.checkpoint) if exported else OnnxUNet.from_model(load_model(args.checkpoint))
 
 
+def _is_volume_job(args) -> bool:
+    return str(args.out).rstrip("/").lower().endswith(".zarr") or bool(args.workers) or bool(args.scheduler)
+
+
+def run_volume(args) -> int:
+    """Block-wise segmentation of one Zarr / OME-Zarr volume into an OME-Zarr output."""
+    from ..distributed import SegmentConfig, connect, local_client, segment_volume
+    from ..io import is_zarr_path
+
+    if not str(args.out).rstrip("/").lower().endswith(".zarr"):
+        raise UsageError(f"--out {args.out}: block-wise segmentation (--workers/--scheduler) writes a Zarr store; "
+                         "give a path ending in .zarr")
+    if len(args.inputs) != 1 or not is_zarr_path(args.inputs[0]):
+        raise UsageError("block-wise segmentation takes exactly one Zarr / OME-Zarr input")
+    if args.tta or args.watershed or (args.backend not in (None, "torch")):
+        raise UsageError("--tta, --watershed and --backend onnxruntime are not available for Zarr outputs")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers and args.scheduler:
+        raise UsageError("give --workers (a local cluster) or --scheduler (an existing one), not both")
+    chunks = parse_tile(args.chunks) if args.chunks else None
+    if isinstance(chunks, int):
+        chunks = (chunks, chunks)
+    config = SegmentConfig(chunks=chunks, tile_shape=parse_tile(args.tile), batch_size=args.batch_size,
+                           threads=args.threads_per_worker, tiles=args.tiles, instances=args.instances,
+                           threshold=args.threshold, min_size=args.min_size, progress=progress_enabled(args))
+    from ..checkpoint import load_checkpoint
+
+    load_checkpoint(args.checkpoint)  # a bad checkpoint fails before a cluster starts
+    client = connect(args.scheduler) if args.scheduler else (local_client(args.workers) if args.workers else None)
+    try:
+        summary = segment_volume(args.checkpoint, args.inputs[0], args.out, config, client=client, log=log_for(args))
+    finally:
+        if client is not None:
+            cluster = client.cluster if args.workers else None
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    print(f"{summary['blocks']} blocks ({summary['computed']} computed now) -> {args.out}"
+          + (f"; {summary['objects']} objects" if "objects" in summary else ""))
+    return 0
+
+
 def run(args) -> int:
+    if _is_volume_job(args):
+        return run_volume(args)
     from ..io import check_output_dir, remove_stale_temps, write_mask, write_tiff
     from ..tiling import choose_tile_shape
     from ..inference import predict
