@@ -1,6 +1,7 @@
 """The training loop: it learns, validates, checkpoints, and resumes bit-for-bit."""
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -253,3 +254,43 @@ def test_profiles_fill_in_under_the_files_own_values():
             assert getattr(getattr(default, section), key) == value, (section, key)
     with pytest.raises(ValueError, match="profile"):
         run_config({"profile": "fastest"})
+
+
+def test_two_process_ddp_equals_one_process_at_twice_the_batch(tmp_path):
+    """torchrun with 2 gloo processes at batch 1 == one process at batch 2, after 4 steps (weights within 1e-5)."""
+    import subprocess
+    import sys
+
+    from unetkit.io import write_png
+
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+    for i, s in enumerate(make_em_dataset(3, (80, 80), seed=2)):
+        write_png(tmp_path / "images" / f"{i}.png", s.image)
+        write_png(tmp_path / "labels" / f"{i}.png", s.labels)
+    (tmp_path / "c.toml").write_text(
+        '[model]\ndepth = 2\nbase_features = 4\ndropout = 0.0\n[data]\nimages = "images"\nlabels = "labels"\n'
+        'select = "0:2"\nval_select = "2:3"\n[train]\nsteps = 4\ntile = 124\noptimizer = "adam"\nlr = 0.001\n'
+        "val_every = 2\ncheckpoint_every = 2\nplots = false\nthreads = 1\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "unetkit", "train", str(tmp_path / "c.toml"), "--out",
+                             str(tmp_path / "one"), "--set", "train.batch_size=2", "--quiet"], env=env,
+                            capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+                          "-m", "unetkit", "train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "two"),
+                          "--set", "train.batch_size=1", "--quiet"], env=env, capture_output=True, text=True)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    assert ddp.stdout.count("trained 4 steps") == 1  # rank 0 reports, alone
+    a, b = weights_of(tmp_path / "one" / "last.pt"), weights_of(tmp_path / "two" / "last.pt")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), (key, (a[key] - b[key]).abs().max())
+    records = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert sum("val" in r for r in records) == 2  # validation ran once per validation step, not twice
+    # resume under DDP continues from last.pt
+    more = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+                           "-m", "unetkit", "train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "two"),
+                           "--set", "train.batch_size=1", "--set", "train.steps=6", "--resume", "--quiet"], env=env,
+                          capture_output=True, text=True)
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert torch.load(tmp_path / "two" / "last.pt", weights_only=True)["step"] == 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def run(args) -> int:
     if args.resume and not (out / "last.pt").is_file():
         raise UsageError(f"--resume: {out / 'last.pt'} does not exist")
     result = train(config, out, resume=args.resume, base=Path(args.config).resolve().parent, log=log_for(args))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     print(f"trained {result.steps} steps in {result.wall_time_s:.0f} s; checkpoints in {out}/ (best.pt, last.pt)")
     if result.validation:
         print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()))

@@ -34,6 +34,7 @@ from ..io import atomic_path, check_output_dir, remove_stale_temps
 from ..losses import segmentation_loss
 from ..model import UNet
 from .config import LOWER_IS_BETTER, RunConfig, TrainingDiverged, parse_duration
+from .ddp import SINGLE, GlobalIndexSampler, Ranks, ddp_session
 from .ema import WeightAverage
 from .dataset import TileDataset
 from .optim import lr_at, make_optimizer
@@ -83,6 +84,8 @@ class _State:
     running: list = field(default_factory=list)
     grad_norms: list = field(default_factory=list)
     ema: WeightAverage | None = None
+    ranks: Ranks = SINGLE
+    train_model: torch.nn.Module | None = None  # the DDP wrapper under torchrun, else the model
     calibrated: bool = True  # False while a budget run has not yet set train.steps
 
     @property
@@ -107,6 +110,8 @@ class _State:
 
     def record(self, rec: dict) -> None:
         self.history.append(rec)
+        if not self.ranks.main:
+            return
         with open(self.metrics_path, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
 
@@ -146,7 +151,7 @@ def _check_run(run: RunConfig, train_pairs: list[TrainingPair], out: Path, resum
     return tile, label_shape
 
 
-def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bool, log) -> _State:
+def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bool, log, ranks: Ranks = SINGLE) -> _State:
     """Model and optimiser, fresh (seeded) or restored from ``out/last.pt``."""
     cfg = run.train
     torch.manual_seed(cfg.seed)  # inside the forked RNG scope of train_on_pairs
@@ -154,10 +159,15 @@ def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bo
     model.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     state = _State(run=run, out=out, device=device, model=model, opt=make_optimizer(model.parameters(), cfg),
                    train_names=[p.name for p in train_pairs], val_names=[p.name for p in val_pairs],
-                   ema=WeightAverage(model, cfg.ema) if cfg.ema > 0 else None, calibrated=not cfg.budget)
+                   ema=WeightAverage(model, cfg.ema) if cfg.ema > 0 else None, calibrated=not cfg.budget,
+                   ranks=ranks, train_model=model)
+    if ranks.active:  # the same initial weights everywhere, then a dropout stream of its own per rank
+        torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank)
+        state.train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     if resume:
         _resume(state, log)
-    elif state.metrics_path.exists():
+    elif state.metrics_path.exists() and ranks.main:
         state.metrics_path.unlink()
     if not state.calibrated:  # until the budget is calibrated the schedule runs as if the run were endless
         state.run = replace(state.run, train=replace(state.run.train, steps=_UNCALIBRATED))
@@ -172,16 +182,20 @@ def _resume(state: _State, log) -> None:
     if state.ema is not None:
         state.ema.load_state_dict(ckpt["state_dict"] if "raw_state_dict" in ckpt else state.model.state_dict())
     state.opt.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    rng = ckpt["rng"]
+    per_rank = rng.get("ranks")
+    if per_rank is not None and len(per_rank) == state.ranks.world:  # a DDP run: each rank's own stream
+        rng = per_rank[state.ranks.rank]
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
     state.step = state.start_step = int(ckpt["step"])
     state.best_value = ckpt["training"].get("best_value")
     if state.run.train.budget and ckpt["training"].get("budget_calibrated"):  # the budget was spent on this run
         state.run = replace(state.run, train=replace(state.run.train, steps=int(ckpt["training"]["steps"])))
         state.calibrated = True
     state.wall_before = float(ckpt["training"].get("wall_time_s", 0.0))
-    if state.metrics_path.exists():  # keep the log consistent with the checkpoint: drop later records
+    if state.metrics_path.exists() and state.ranks.main:  # keep the log consistent with the checkpoint
         kept = [r for r in map(json.loads, filter(str.strip, state.metrics_path.read_text().splitlines()))
                 if r["step"] <= state.start_step]
         state.history = kept
@@ -201,9 +215,9 @@ def _train_step(state: _State, x, y, w) -> tuple[torch.Tensor, float]:
     for group in opt.param_groups:
         group["lr"] = lr
     with autocast(state.device, cfg.amp):
-        logits = model(x)
+        logits = state.train_model(x)
     loss = segmentation_loss(logits.float(), y, w, kind=cfg.loss, dice_weight=cfg.dice_weight)
-    if not torch.isfinite(loss):
+    if not state.ranks.all_true(bool(torch.isfinite(loss))):
         _diverged(state, f"loss became {loss.item()} at step {state.step}; lower train.lr (now {lr:g})")
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -255,8 +269,10 @@ def _log_step(state: _State, lr: float, bar) -> None:
 
 
 def _validate(state: _State, val_pairs: list[TrainingPair], x, log) -> None:
-    """Validate, log, and keep ``best.pt`` when the chosen metric improved."""
+    """Validate, log, and keep ``best.pt`` when the chosen metric improved (rank 0 only under DDP)."""
     cfg = state.run.train
+    if not state.ranks.main:
+        return
     with cuda_speed(state.device, benchmark=False):  # whole images: no autotuning search per new shape
         probs = predict_pairs(state.eval_model, val_pairs, device=state.device, tta=cfg.val_tta)
     state.model.train()
@@ -276,11 +292,16 @@ def _validate(state: _State, val_pairs: list[TrainingPair], x, log) -> None:
 
 
 def _save(state: _State, name: str, x, *, resumable: bool = False) -> None:
-    if not _sane(state, x):
+    if not _sane(state, x):  # the weights are the same on every rank: all stop together
         _diverged(state, f"the weights became non-finite (or give a non-finite output) at step {state.step}")
+    rng = _rng_state()
+    if resumable and state.ranks.active:
+        rng = {**rng, "ranks": state.ranks.gather(rng)}
+    if not state.ranks.main:
+        return
     extra = None
     if resumable:
-        extra = {"optimizer": state.opt.state_dict(), "rng": _rng_state(), "step": state.step}
+        extra = {"optimizer": state.opt.state_dict(), "rng": rng, "step": state.step}
         if state.ema is not None:  # the raw weights, to resume; state_dict holds the average
             extra["raw_state_dict"] = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
     meta = {**state.meta(), "budget_calibrated": bool(state.run.train.budget and state.calibrated)}
@@ -295,7 +316,7 @@ def _rng_state() -> dict:
 
 
 def _finish(state: _State, val_pairs: list[TrainingPair]) -> None:
-    if state.run.train.plots:
+    if state.run.train.plots and state.ranks.main:
         from ..plots import plot_samples, plot_training_curves
 
         plot_training_curves(state.history, state.out / "curves.png")
@@ -315,15 +336,17 @@ def _calibrate(state: _State, val_pairs, x, t_first: float, log, bar) -> None:
     done = state.step - state.start_step - 1
     per_step = (time.perf_counter() - t_first) / max(done, 1)
     per_val = 0.0
-    if val_pairs:
+    if val_pairs and state.ranks.main:
         t = time.perf_counter()
         _validate(state, val_pairs, x, log)
         per_val = time.perf_counter() - t
     left = parse_duration(cfg.budget) - state.wall
     steps = state.step + max(int(left / (per_step + per_val / cfg.val_every)), 0)
-    state.run = replace(state.run, train=replace(cfg, steps=max(steps, state.step)))
+    steps = state.ranks.broadcast_int(max(steps, state.step))  # rank 0 decides for all
+    state.run = replace(state.run, train=replace(cfg, steps=steps))
     state.calibrated = True
-    save_config(state.run, state.out / "config.json")
+    if state.ranks.main:
+        save_config(state.run, state.out / "config.json")
     log(f"budget {cfg.budget}: {per_step:.2f} s per step" + (f" and {per_val:.1f} s per validation" if val_pairs else "")
         + f" -> {state.run.train.steps} steps")
     if bar is not None:
@@ -335,7 +358,7 @@ def _loop(state: _State, loader, val_pairs, log) -> None:
     cfg = state.run.train
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     bar = None
-    if cfg.progress:
+    if cfg.progress and state.ranks.main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=state.start_step, desc="train", unit="step", dynamic_ncols=True)
@@ -415,31 +438,44 @@ def train_on_pairs(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: l
 def _fit(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: list[TrainingPair],
          out_dir: str | os.PathLike, *, resume: bool, log) -> TrainResult:
     """The run itself (:func:`train_on_pairs`); ``run`` is recorded as it is, after :func:`_recorded_run`."""
-    log = log or _log.info
     out = Path(out_dir)
     run = _recorded_run(run, list(train_pairs) + list(val_pairs))
     tile, label_shape = _check_run(run, train_pairs, out, resume)
     device = resolve_device(run.train.device)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
-    cfg = run.train
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), _scoped_threads(cfg.threads), cuda_speed(device):
-        state = _setup(run, out, device, train_pairs, val_pairs, resume, log)
-        save_config(state.run, out / "config.json")
-        dataset = TileDataset(train_pairs, run.augment, tile, label_shape, cfg.seed)
-        last = state.run.train.steps  # a budget run: endless until calibrated, then it stops at its steps
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.batch_size, sampler=range(state.step * cfg.batch_size, last * cfg.batch_size),
-            num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
-            persistent_workers=False, pin_memory=device.type == "cuda")
-        state.t0 = time.perf_counter()
-        _loop(state, loader, val_pairs, log)
-        _finish(state, val_pairs)
+    with ddp_session(device.type) as ranks:
+        if ranks.active and device.type == "cuda":
+            device = torch.device("cuda", ranks.local_rank)
+        log = (log or _log.info) if ranks.main else (lambda *a, **k: None)
+        if ranks.main:
+            out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(out)
+        state = _run_rng_scoped(run, train_pairs, val_pairs, out, resume, log, device, ranks, tile, label_shape)
     done = max(state.step - state.start_step, 1)
     return TrainResult(steps=state.step, wall_time_s=state.wall, validation=state.last_val,
                        best_value=state.best_value, data_s_per_step=state.data_time / done,
                        compute_s_per_step=state.compute_time / done, model=state.model, out_dir=out)
+
+
+def _run_rng_scoped(run, train_pairs, val_pairs, out, resume, log, device, ranks, tile, label_shape) -> _State:
+    """Set up and run the loop inside a forked torch RNG, scoped threads and cuDNN settings."""
+    cfg = run.train
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), _scoped_threads(cfg.threads), cuda_speed(device):
+        state = _setup(run, out, device, train_pairs, val_pairs, resume, log, ranks)
+        if ranks.main:
+            save_config(state.run, out / "config.json")
+        if ranks.active:  # every rank must be set up (and rank 0's folder exist) before the first step
+            torch.distributed.barrier()
+        dataset = TileDataset(train_pairs, run.augment, tile, label_shape, cfg.seed)
+        sampler = GlobalIndexSampler(state.step, state.run.train.steps, cfg.batch_size, ranks)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+            generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=False,
+            pin_memory=device.type == "cuda")
+        state.t0 = time.perf_counter()
+        _loop(state, loader, val_pairs, log)
+        _finish(state, val_pairs)
+    return state
 
 
 def train(run: RunConfig, out_dir: str | os.PathLike, *, resume: bool = False, base: Path | None = None,
