@@ -90,6 +90,7 @@ class TileRun:
     offset: np.ndarray
     scale: np.ndarray
     on_device: bool
+    callback: object = None  # callback(tiles done, tiles in all) after each batch; raising in it cancels
 
     @property
     def memory_format(self):
@@ -115,6 +116,8 @@ class TileRun:
                     write(batch, torch.softmax(logits.float() if self.amp else logits, dim=1))
                     if bar is not None:
                         bar.update(len(batch))
+                    if self.callback is not None:
+                        self.callback(min(i + self.batch_size, len(tiles)), len(tiles))
         finally:
             if bar is not None:
                 bar.close()
@@ -310,6 +313,7 @@ def predict(
     out=None,
     out_dtype=np.float32,
     on_device: bool | None = None,
+    callback=None,
 ) -> np.ndarray:
     """Softmax class probabilities of an image of any size, by overlap-tile inference.
 
@@ -361,6 +365,10 @@ def predict(
         ``memory_budget`` and ``out`` is a numpy array; otherwise tiles stream
         from and to host memory. Both paths give the same numbers (tested bit
         for bit).
+    callback : callable, optional
+        ``callback(done, total)`` after each batch of tiles (with TTA, per
+        transform); an exception raised in it stops the prediction (a GUI's
+        cancel button).
 
     Returns
     -------
@@ -396,7 +404,7 @@ def predict(
         on_device = device.type == "cuda" and isinstance(out, np.ndarray) and io_bytes <= memory_budget
     run = TileRun(model=model, device=device, dtype=dtype, batch_size=batch_size, amp=amp,
                   channels_last=channels_last and is_torch, progress=progress, offset=offset, scale=scale,
-                  on_device=on_device)
+                  on_device=on_device, callback=callback)
     was_training, was_format = model.training, _model_format(model) if is_torch else None
     model.eval()
     if is_torch:

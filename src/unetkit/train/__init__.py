@@ -15,7 +15,7 @@ Modules: :mod:`~unetkit.train.config` (the run config),
 from .config import LOWER_IS_BETTER, RunConfig, TrainConfig, TrainingDiverged, parse_duration
 from .dataset import TileDataset
 from .ema import WeightAverage
-from .loop import TrainResult, train, train_on_pairs
+from .loop import TrainCallbacks, TrainResult, train, train_on_pairs
 from .optim import lr_at, make_optimizer
 from .profiles import PROFILES, apply_profile, run_config
 from .validate import predict_pairs, validate, validation_metrics
@@ -25,6 +25,7 @@ __all__ = [
     "RunConfig",
     "TrainingDiverged",
     "TrainResult",
+    "TrainCallbacks",
     "TileDataset",
     "train",
     "train_on_pairs",

@@ -60,7 +60,8 @@ class TrainConfig:
     so that the schedule ends on time. ``ema`` > 0 keeps an exponential moving
     average of the weights (decay per step, warmed up as ``min(ema, (1 + t) /
     (10 + t))``); validation and the checkpoints' weights are the average.
-    ``loss``: ``"ce"`` (the paper's Eq. 1) or ``"ce_dice"`` (plus
+    ``init_from``: a checkpoint whose weights start the run (fine-tuning); its
+    architecture must be ``model``'s. ``loss``: ``"ce"`` (the paper's Eq. 1) or ``"ce_dice"`` (plus
     ``dice_weight`` x soft Dice). ``val_tta``: validate with 8-fold
     test-time augmentation.
     """
@@ -92,6 +93,7 @@ class TrainConfig:
     loss: str = "ce"
     dice_weight: float = 1.0
     val_tta: bool = False
+    init_from: str = ""
     warping: bool = False
     plots: bool = True
     progress: bool = True

@@ -32,7 +32,7 @@ from ..data import DataConfig, TrainingPair, load_pairs_from_paths
 from ..devices import autocast, cuda_speed, resolve_device
 from ..io import atomic_path, check_output_dir, remove_stale_temps
 from ..losses import segmentation_loss
-from ..model import UNet
+from ..model import ModelConfig, UNet
 from .config import LOWER_IS_BETTER, RunConfig, TrainingDiverged, parse_duration
 from .ddp import SINGLE, GlobalIndexSampler, Ranks, ddp_session
 from .ema import WeightAverage
@@ -40,7 +40,7 @@ from .dataset import TileDataset
 from .optim import lr_at, make_optimizer
 from .validate import predict_pairs, validation_metrics
 
-__all__ = ["TrainResult", "train_on_pairs", "train"]
+__all__ = ["TrainResult", "TrainCallbacks", "train_on_pairs", "train"]
 
 _log = logging.getLogger("unetkit.train")
 _UNCALIBRATED = 2**31 - 1  # train.steps of a budget run before its step time is measured
@@ -58,6 +58,20 @@ class TrainResult:
     compute_s_per_step: float
     model: UNet = field(repr=False)
     out_dir: Path = Path(".")
+
+
+@dataclass(frozen=True)
+class TrainCallbacks:
+    """Hooks for a front end (the napari plugin): see a run as it goes, stop it at any step.
+
+    ``on_record(record)`` receives every log and validation record (the dicts
+    of ``metrics.jsonl``); ``should_stop()`` is asked after every step: True
+    ends the run there, with ``last.pt`` (and, without validation, ``best.pt``)
+    written for that step.
+    """
+
+    on_record: object = None
+    should_stop: object = None
 
 
 @dataclass
@@ -85,6 +99,7 @@ class _State:
     grad_norms: list = field(default_factory=list)
     ema: WeightAverage | None = None
     ranks: Ranks = SINGLE
+    callbacks: TrainCallbacks = TrainCallbacks()
     train_model: torch.nn.Module | None = None  # the DDP wrapper under torchrun, else the model
     calibrated: bool = True  # False while a budget run has not yet set train.steps
 
@@ -110,6 +125,8 @@ class _State:
 
     def record(self, rec: dict) -> None:
         self.history.append(rec)
+        if self.callbacks.on_record is not None:
+            self.callbacks.on_record(rec)
         if not self.ranks.main:
             return
         with open(self.metrics_path, "a") as fh:
@@ -167,11 +184,26 @@ def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bo
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if resume:
         _resume(state, log)
-    elif state.metrics_path.exists() and ranks.main:
+    elif cfg.init_from:
+        _init_from(state, Path(cfg.init_from), log)
+    if not resume and state.metrics_path.exists() and ranks.main:
         state.metrics_path.unlink()
     if not state.calibrated:  # until the budget is calibrated the schedule runs as if the run were endless
         state.run = replace(state.run, train=replace(state.run.train, steps=_UNCALIBRATED))
     return state
+
+
+def _init_from(state: _State, path: Path, log) -> None:
+    """Start from a checkpoint's weights (fine-tuning): same architecture, fresh optimiser and schedule."""
+    ckpt = load_checkpoint(path, map_location=state.device)
+    mine, theirs = state.run.model.network_kwargs(), ModelConfig.from_dict(ckpt["config"]).network_kwargs()
+    if mine != theirs:
+        differ = sorted(k for k in mine if mine[k] != theirs[k])
+        raise ValueError(f"train.init_from {path}: another architecture ({', '.join(differ)} differ)")
+    state.model.load_state_dict(ckpt["state_dict"])
+    if state.ema is not None:
+        state.ema.load_state_dict(state.model.state_dict())
+    log(f"starting from the weights of {path}")
 
 
 def _resume(state: _State, log) -> None:
@@ -382,10 +414,22 @@ def _loop(state: _State, loader, val_pairs, log) -> None:
             if not state.calibrated and state.step - state.start_step >= cfg.calibration_steps:
                 _calibrate(state, val_pairs, x, t_first, log, bar)
             _after_step(state, val_pairs, x, lr, bar, log)
+            if state.callbacks.should_stop is not None and state.callbacks.should_stop():
+                _stop_here(state, val_pairs, x)
+                break
             t_data = time.perf_counter()
     finally:
         if bar is not None:
             bar.close()
+
+
+def _stop_here(state: _State, val_pairs, x) -> None:
+    """Checkpoints of the step a front end stopped at (unless this step wrote them already)."""
+    cfg = state.run.train
+    if state.step % cfg.checkpoint_every and state.step != cfg.steps:
+        _save(state, "last.pt", x, resumable=True)
+        if not val_pairs:
+            _save(state, "best.pt", x)
 
 
 def _after_step(state: _State, val_pairs, x, lr: float, bar, log) -> None:
@@ -417,7 +461,8 @@ def _scoped_threads(threads: int):
 
 
 def train_on_pairs(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: list[TrainingPair],
-                   out_dir: str | os.PathLike, *, resume: bool = False, log=None) -> TrainResult:
+                   out_dir: str | os.PathLike, *, resume: bool = False, log=None,
+                   callbacks: TrainCallbacks | None = None) -> TrainResult:
     """Train ``run.model`` on prepared pairs; write checkpoints, logs and plots to ``out_dir``.
 
     Files: ``config.json`` (the config that trained: the pairs' weight-map
@@ -430,13 +475,14 @@ def train_on_pairs(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: l
     Every check runs before the folder is created; stale temporaries of
     killed runs in it are removed. ``log`` receives one-line messages
     (default: the ``unetkit.train`` logger). The caller's torch RNG and
-    thread count are left as they were.
+    thread count are left as they were. ``callbacks``: see :class:`TrainCallbacks`.
     """
-    return _fit(replace(run, data=DataConfig()), train_pairs, val_pairs, out_dir, resume=resume, log=log)
+    return _fit(replace(run, data=DataConfig()), train_pairs, val_pairs, out_dir, resume=resume, log=log,
+                callbacks=callbacks)
 
 
 def _fit(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: list[TrainingPair],
-         out_dir: str | os.PathLike, *, resume: bool, log) -> TrainResult:
+         out_dir: str | os.PathLike, *, resume: bool, log, callbacks: TrainCallbacks | None = None) -> TrainResult:
     """The run itself (:func:`train_on_pairs`); ``run`` is recorded as it is, after :func:`_recorded_run`."""
     out = Path(out_dir)
     run = _recorded_run(run, list(train_pairs) + list(val_pairs))
@@ -449,19 +495,22 @@ def _fit(run: RunConfig, train_pairs: list[TrainingPair], val_pairs: list[Traini
         if ranks.main:
             out.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(out)
-        state = _run_rng_scoped(run, train_pairs, val_pairs, out, resume, log, device, ranks, tile, label_shape)
+        state = _run_rng_scoped(run, train_pairs, val_pairs, out, resume, log, device, ranks, tile, label_shape,
+                                callbacks or TrainCallbacks())
     done = max(state.step - state.start_step, 1)
     return TrainResult(steps=state.step, wall_time_s=state.wall, validation=state.last_val,
                        best_value=state.best_value, data_s_per_step=state.data_time / done,
                        compute_s_per_step=state.compute_time / done, model=state.model, out_dir=out)
 
 
-def _run_rng_scoped(run, train_pairs, val_pairs, out, resume, log, device, ranks, tile, label_shape) -> _State:
+def _run_rng_scoped(run, train_pairs, val_pairs, out, resume, log, device, ranks, tile, label_shape,
+                    callbacks: TrainCallbacks) -> _State:
     """Set up and run the loop inside a forked torch RNG, scoped threads and cuDNN settings."""
     cfg = run.train
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), _scoped_threads(cfg.threads), cuda_speed(device):
         state = _setup(run, out, device, train_pairs, val_pairs, resume, log, ranks)
+        state.callbacks = callbacks
         if ranks.main:
             save_config(state.run, out / "config.json")
         if ranks.active:  # every rank must be set up (and rank 0's folder exist) before the first step
