@@ -286,8 +286,17 @@ def predict_region(model: UNet, image, rows: slice, cols: slice, *, tile_shape: 
     run = TileRun(model=model, device=device, dtype=dtype, batch_size=batch_size, amp=False,
                   channels_last=is_torch, progress=False, offset=np.asarray(offset), scale=np.asarray(scale),
                   on_device=False)
+    was_training = model.training
     model.eval()
-    run.fill_region(chw, out, tuple(tile_shape), rows, cols, tiles=tiles)
+    was_format = _model_format(model) if is_torch else None
+    if is_torch and was_format != run.memory_format:  # the input goes channels-last: so must the weights
+        model.to(memory_format=run.memory_format)
+    try:
+        run.fill_region(chw, out, tuple(tile_shape), rows, cols, tiles=tiles)
+    finally:
+        model.train(was_training)
+        if is_torch and was_format != run.memory_format:
+            model.to(memory_format=was_format)
     return out
 
 

@@ -137,7 +137,7 @@ def plan_axis(size: int, tile: int, *, depth: int = 4, padding: str = "valid") -
 
 
 def plan_tiles(image_shape: tuple[int, int], tile_shape: tuple[int, int], *, depth: int = 4, padding: str = "valid"):
-    """All tiles covering an (H, W) image, row-major.
+    """All tiles covering an (H, W) image, row-major; their ``write`` windows partition the image.
 
     Returns
     -------
@@ -148,8 +148,9 @@ def plan_tiles(image_shape: tuple[int, int], tile_shape: tuple[int, int], *, dep
     axis_parts = []
     for p in plans:
         parts = []
-        for s in p.starts:
-            keep = min(p.out, p.size - s)
+        for i, s in enumerate(p.starts):
+            # tiles partition the image: each keeps the pixels up to the next tile's start (the last, the rest)
+            keep = min(p.out if i == len(p.starts) - 1 else p.starts[i + 1] - s, p.size - s)
             parts.append((slice(s, s + p.tile), slice(p.crop_offset, p.crop_offset + keep), slice(s, s + keep),
                           mirror_indices(s, s + p.tile, p.size, p.margin)))
         axis_parts.append(parts)

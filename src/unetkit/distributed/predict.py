@@ -172,7 +172,7 @@ class ModelPlugin(WorkerPlugin):
 
         if self.threads:
             torch.set_num_threads(self.threads)  # this worker process only
-        self.model = load_model(self.checkpoint).eval()
+        self.model = load_model(self.checkpoint).eval().to(memory_format=torch.channels_last)  # as predict runs it
 
     def teardown(self, worker=None):
         self.model = None
