@@ -121,13 +121,13 @@ def test_a_killed_run_resumes_and_finishes(ckpt, volume, tmp_path):
     path, image = volume
     out = tmp_path / "out.zarr"
     cmd = [sys.executable, "-m", "unetkit", "predict", str(ckpt), str(path), "--out", str(out), "--chunks", "30x30",
-           "--tile", "124", "--quiet"]
-    proc = subprocess.Popen(cmd)
+           "--tile", "124", "--workers", "2", "--threads-per-worker", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True)
     done = out / ".unetkit_done"
     deadline = time.time() + 120
     while time.time() < deadline and (not done.is_dir() or len(list(done.iterdir())) < 5):
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the client and its cluster's worker processes
     proc.wait()
     n_done = len(list(done.iterdir()))
     assert 5 <= n_done < 14 * 10, n_done  # killed part way

@@ -15,12 +15,15 @@ __all__ = ["PROFILES", "apply_profile", "run_config"]
 PROFILES: dict[str, dict] = {
     # The paper's network and training: valid convolutions, no normalisation layers, He init, dropout 0.5,
     # SGD with momentum 0.99, weighted cross-entropy with w0 = 10, elastic deformation on one 572 tile per step.
+    # The one addition, for stability (examples/isbi2012/README.md, "Why the paper's SGD diverged"): the first
+    # gradients of a He-initialised U-Net are ~100x the later ones and momentum 0.99 carries each for ~100 steps,
+    # so the step is warmed up over 200 steps and the gradient norm clipped at 1 (it is ~1 after the first steps).
     "paper": {
         "model": {"batch_norm": False, "residual": False, "dropout": 0.5, "padding": "valid"},
         "weights": {"w0": 10.0, "sigma": 5.0, "class_balance": True},
         "augment": {"enabled": True, "elastic_p": 1.0, "elastic_sigma_px": 10.0, "elastic_grid": 3},
-        "train": {"optimizer": "sgd", "momentum": 0.99, "lr": 0.01, "loss": "ce", "tile": 572, "batch_size": 1,
-                  "ema": 0.0},
+        "train": {"optimizer": "sgd", "momentum": 0.99, "nesterov": False, "lr": 0.001, "schedule": "poly",
+                  "warmup_steps": 200, "grad_clip": 1.0, "loss": "ce", "tile": 572, "batch_size": 1, "ema": 0.0},
     },
     "default": {},
 }
