@@ -19,7 +19,6 @@ so blocks cannot disagree. On a cluster each worker loads the model once
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
+
+from ..io import sha256_file
 
 __all__ = ["SegmentConfig", "BlockJob", "segment_volume", "ModelPlugin", "run_block", "output_layout"]
 
@@ -95,12 +96,6 @@ class BlockJob:
         return ("z" if "z" in self.axes else "") + "yx"
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def output_layout(job: BlockJob, plane_shape: tuple[int, int]) -> dict:
@@ -215,7 +210,7 @@ def _prepare(checkpoint, source, output, config: SegmentConfig):
                    output=str(Path(output).resolve()), axes=volume.axes.replace("t", ""), tile_shape=tuple(tile),
                    chunks=chunks, batch_size=config.batch_size, tiles=config.tiles, num_classes=cfg.num_classes,
                    planes=volume.n_planes, norm=tuple(norm))
-    spec = {"checkpoint_sha256": _sha256(checkpoint), "source": job.source, "shape": list(volume.array.shape),
+    spec = {"checkpoint_sha256": sha256_file(checkpoint), "source": job.source, "shape": list(volume.array.shape),
             "axes": job.axes, "tile_shape": list(tile), "chunks": list(chunks), "instances": config.instances,
             "threshold": config.threshold, "min_size": config.min_size, "batch_size": config.batch_size,
             "tiles": config.tiles}

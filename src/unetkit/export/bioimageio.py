@@ -14,7 +14,6 @@ expressed as standard operations; softmax postprocessing.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from .. import network as network_module
 from ..inference import predict
+from ..io import sha256_file
 from ..model import UNet
 from ..normalize import NormalizationConfig
 from .graphs import OPSET, architecture, export_onnx, plain_module, script, size_rule
@@ -66,12 +66,6 @@ def preprocessing_for(norm: NormalizationConfig) -> list:
     return steps
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _test_image(config, variant: str) -> np.ndarray:
@@ -175,32 +169,32 @@ def build_package(model: UNet, training: dict, stage: Path, variant: str, *, nam
                  + [m.CiteEntry(text=text, **({"doi": m.Doi(ref_)} if ref_.startswith("10.") else {"url": ref_}))
                     for text, ref_ in cite],
             license=m.LicenseId(license),
-            documentation=m.FileDescr(source=Path("README.md"), sha256=m.Sha256(_sha256(stage / "README.md"))),
-            covers=[m.FileDescr(source=Path("cover.png"), sha256=m.Sha256(_sha256(stage / "cover.png")))],
-            attachments=[m.FileDescr(source=Path(CONFIG_ATTACHMENT), sha256=m.Sha256(_sha256(stage / CONFIG_ATTACHMENT)))],
+            documentation=m.FileDescr(source=Path("README.md"), sha256=m.Sha256(sha256_file(stage / "README.md"))),
+            covers=[m.FileDescr(source=Path("cover.png"), sha256=m.Sha256(sha256_file(stage / "cover.png")))],
+            attachments=[m.FileDescr(source=Path(CONFIG_ATTACHMENT), sha256=m.Sha256(sha256_file(stage / CONFIG_ATTACHMENT)))],
             tags=["unetkit", "u-net", "segmentation", "2d", "pytorch", "onnx"],
             inputs=[m.InputTensorDescr(
                 id=m.TensorId("raw"), axes=[m.BatchAxis(), m.ChannelAxis(channel_names=[
                     m.Identifier(f"channel{i}") for i in range(cfg.in_channels)])] + space_in,
-                test_tensor=m.FileDescr(source=Path("test_input.npy"), sha256=m.Sha256(_sha256(stage / "test_input.npy"))),
+                test_tensor=m.FileDescr(source=Path("test_input.npy"), sha256=m.Sha256(sha256_file(stage / "test_input.npy"))),
                 preprocessing=steps)],
             outputs=[m.OutputTensorDescr(
                 id=m.TensorId("probabilities"), axes=[m.BatchAxis(), m.ChannelAxis(channel_names=[
                     m.Identifier(n) for n in names])] + space_out,
                 test_tensor=m.FileDescr(source=Path("test_output.npy"),
-                                        sha256=m.Sha256(_sha256(stage / "test_output.npy"))),
+                                        sha256=m.Sha256(sha256_file(stage / "test_output.npy"))),
                 postprocessing=[m.SoftmaxDescr(kwargs=m.SoftmaxKwargs(axis=m.AxisId("channel")))])],
             weights=m.WeightsDescr(
                 pytorch_state_dict=m.PytorchStateDictWeightsDescr(
-                    source=Path("weights.pt"), sha256=m.Sha256(_sha256(stage / "weights.pt")),
+                    source=Path("weights.pt"), sha256=m.Sha256(sha256_file(stage / "weights.pt")),
                     architecture=m.ArchitectureFromFileDescr(
-                        source=Path("unet_network.py"), sha256=m.Sha256(_sha256(stage / "unet_network.py")),
+                        source=Path("unet_network.py"), sha256=m.Sha256(sha256_file(stage / "unet_network.py")),
                         callable=m.Identifier(callable_name), kwargs=kwargs),
                     pytorch_version=m.Version(torch.__version__.split("+")[0])),
                 torchscript=m.TorchscriptWeightsDescr(
-                    source=Path("weights_torchscript.pt"), sha256=m.Sha256(_sha256(stage / "weights_torchscript.pt")),
+                    source=Path("weights_torchscript.pt"), sha256=m.Sha256(sha256_file(stage / "weights_torchscript.pt")),
                     parent="pytorch_state_dict", pytorch_version=m.Version(torch.__version__.split("+")[0])),
-                onnx=m.OnnxWeightsDescr(source=Path("weights.onnx"), sha256=m.Sha256(_sha256(stage / "weights.onnx")),
+                onnx=m.OnnxWeightsDescr(source=Path("weights.onnx"), sha256=m.Sha256(sha256_file(stage / "weights.onnx")),
                                         parent="pytorch_state_dict", opset_version=OPSET)),
         )
     return save_bioimageio_yaml_only(descr, file=stage / "rdf.yaml")

@@ -14,6 +14,7 @@ from .atomic import (
     check_output_file,
     file_mode,
     remove_stale_temps,
+    sha256_file,
 )
 from .images import (
     IMAGE_SUFFIXES,
@@ -53,6 +54,7 @@ __all__ = [
     "read_image_axes",
     "read_stack",
     "remove_stale_temps",
+    "sha256_file",
     "write_json",
     "write_mask",
     "write_png",

@@ -37,6 +37,7 @@ __all__ = [
     "check_output_file",
     "remove_stale_temps",
     "file_mode",
+    "sha256_file",
 ]
 
 TEMP_SUFFIX = ".unetkit-tmp"
@@ -223,3 +224,12 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
             removed.append(entry)
     return removed
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
