@@ -9,7 +9,7 @@ slices 00-19 of the shared training volume; then sliding-window inference
 evaluate` scores like unetkit's own predictions.
 
     UNETKIT_DATA=../shared/data python benchmarks/peer_monai_isbi.py --out runs/monai_20m --minutes 20 --seed 0
-    unetkit evaluate runs/monai_20m/prob runs/monai_20m/val_labels --json runs/monai_20m/scores.json
+    (scores are written too: scores.json, scores_tta.json, summary.json, as unetkit evaluate computes them)
 
 ``--steps N`` trains for N steps instead (the comparison tables convert each
 budget to steps from a step time measured alone on the machine). Needs the
@@ -129,8 +129,25 @@ def main() -> int:
     info.update(seed=args.seed, minutes=args.minutes, predict_s=time.perf_counter() - t0,
                 torch=torch.__version__, threads=torch.get_num_threads())
     (out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(json.dumps(info), flush=True)
+    info.update(score(out))
+    print(json.dumps({k: info[k] for k in ("steps", "train_s", "best_tta", "best")}), flush=True)
     return 0
+
+
+def score(out: Path) -> dict:
+    """unetkit evaluate of ``prob`` and ``prob_tta`` against ``val_labels``, as examples/isbi2012/run_arm.py does."""
+    from unetkit.evaluate import evaluate_paths
+    from unetkit.io import write_json
+
+    keys = ("rand_error", "warping_error", "v_rand", "pixel_error", "v_info")
+    summary = json.loads((out / "run.json").read_text())
+    for tag in ("", "_tta"):
+        result = evaluate_paths(out / f"prob{tag}", out / "val_labels")
+        write_json(result, out / f"scores{tag}.json")
+        summary[f"best{tag}"] = {k: result[k] for k in keys}
+        summary[f"at_0.5{tag}"] = {k: result["at_0.5"][k] for k in keys}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 if __name__ == "__main__":

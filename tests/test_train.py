@@ -211,6 +211,35 @@ def test_a_time_budget_sets_the_steps_and_ends_on_time(tmp_path, pairs):
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == result.steps
 
 
+def test_a_budget_whose_first_steps_were_slow_is_re_estimated_and_still_spent(tmp_path, pairs, monkeypatch):
+    """The calibration steps take 0.3 s each, the rest a few ms: without a re-estimate the run would stop after
+    ~70 steps at ~4 s of a 15 s budget; with it, the run is re-estimated and ends within a few seconds of 15 s."""
+    import time
+
+    from unetkit.train import loop
+
+    step = loop._train_step
+
+    def slow_at_first(state, *args):
+        if state.step < 12:
+            time.sleep(0.3)
+        return step(state, *args)
+
+    monkeypatch.setattr(loop, "_train_step", slow_at_first)
+    train_pairs, val_pairs = pairs
+    run = small_run(steps=5, budget="15s", calibration_steps=10, val_every=10**6, checkpoint_every=10**6,
+                    log_every=50)
+    messages = []
+    t0 = time.perf_counter()
+    result = train_on_pairs(run, train_pairs, val_pairs, tmp_path, log=messages.append)
+    elapsed = time.perf_counter() - t0
+    assert abs(elapsed - 15) < 4, (elapsed, messages)
+    first = next(m for m in messages if m.startswith("budget 15s:"))
+    assert any(m.startswith("budget 15s:") and "(was" in m for m in messages), messages
+    assert result.steps > int(first.split("-> ")[1].split()[0]), (result.steps, first)
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == result.steps
+
+
 def test_the_weight_average_is_what_is_saved_and_resume_stays_exact(tmp_path, pairs):
     train_pairs, val_pairs = pairs
     run = small_run(ema=0.9, optimizer="adam", lr=1e-3)

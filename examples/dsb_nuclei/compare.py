@@ -4,8 +4,9 @@ Both train on the left half of the shared DSB image (columns 0-255) for the
 same number of minutes (or steps) and are scored on the right half (57
 nuclei) with CTC SEG and AP at IoU 0.5 (``unetkit.metrics.evaluate_instances``).
 
-* unetkit: the 2-class U-Net with the paper's border weight map (w0 = 10,
-  sigma = 5), depth 3, width 16, Adam, full augmentation; instances by
+* unetkit: the default profile (Adam, poly decay, CE + Dice, full
+  augmentation) with the paper's border weight map (w0 = 10, sigma = 5),
+  depth 3, width 16, 228-px tiles; instances by
   connected components of p > 0.5 plus a seeded watershed split
   (``--watershed``) or plain components.
 * MONAI: BasicUNet (16, 32, 64, 128, 256, 16), DiceCE, Adam 1e-3, batches of
@@ -41,22 +42,19 @@ def data():
 
 def run_unetkit(image, labels, out: Path, *, seed: int, steps: int | None, minutes: float | None, watershed: bool):
     from unetkit import predict
-    from unetkit.augment import AugmentConfig
     from unetkit.data import make_pairs
     from unetkit.instances import InstanceConfig, probabilities_to_instances
-    from unetkit.model import ModelConfig
-    from unetkit.normalize import NormalizationConfig
-    from unetkit.train import RunConfig, TrainConfig, train_on_pairs
-    from unetkit.weights import WeightMapConfig
+    from unetkit.train import run_config, train_on_pairs
 
-    norm = NormalizationConfig(mode="zscore")
-    wcfg = WeightMapConfig(w0=10.0, sigma=5.0)
-    pairs = make_pairs([image[LEFT]], [labels[LEFT]], kind="instances", normalization=norm, weight_config=wcfg)
-    train = TrainConfig(steps=steps or 10**6, budget=f"{minutes * 60:.0f}s" if minutes else "", tile=228,
-                        optimizer="adam", lr=1e-3, schedule="poly", warmup_steps=50, seed=seed, val_every=10**6,
-                        checkpoint_every=10**6, plots=False, progress=False)
-    run = RunConfig(model=ModelConfig(depth=3, base_features=16, dropout=0.5, normalization=norm), augment=AugmentConfig(),
-                    weights=wcfg, train=train)
+    # The default profile's recipe (unetkit.train.profiles) with what belongs to this data: the border weight map
+    # for touching nuclei, a network of depth 3 for 256-px-wide training data.
+    run = run_config({
+        "model": {"depth": 3, "base_features": 16, "normalization": {"mode": "zscore"}},
+        "weights": {"w0": 10.0, "sigma": 5.0},
+        "train": {"steps": steps or 10**6, "budget": f"{minutes * 60:.0f}s" if minutes else "", "tile": 228,
+                  "seed": seed, "val_every": 10**6, "checkpoint_every": 10**6, "plots": False, "progress": False}})
+    pairs = make_pairs([image[LEFT]], [labels[LEFT]], kind="instances", normalization=run.model.normalization,
+                       weight_config=run.weights)
     t0 = time.perf_counter()
     result = train_on_pairs(run, pairs, [], out, log=lambda m: None)
     prob = predict(result.model, image[RIGHT])

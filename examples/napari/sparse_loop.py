@@ -54,6 +54,10 @@ def main() -> int:
     parser.add_argument("--out", default="napari_loop_model.pt")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+    import warnings
+
+    # napari shows warnings as toasts over the canvas; this one is about the Qt binding, not the loop.
+    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
     import napari
     from qtpy.QtWidgets import QApplication
 
@@ -65,7 +69,7 @@ def main() -> int:
     image = read_image(data / "images" / "20.png")
     truth = read_image(data / "labels" / "20.png") > 0
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1400, 900)
+    viewer.window.resize(1600, 1100)
     viewer.add_image(image, name="ISBI 20")
     segment, train = SegmentWidget(viewer), TrainWidget(viewer)
     viewer.window.add_dock_widget(segment, name="Segment")
@@ -91,6 +95,7 @@ def main() -> int:
               "pixel_error_full_label": round(pixel_error(truth, mask), 4),
               "accuracy_full_label": round(float((mask == truth).mean()), 4)}
     viewer.layers["ISBI 20 probability"].visible = False
+    viewer.reset_view()
     for _ in range(20):
         app.processEvents()
     viewer.screenshot(args.screenshot, canvas_only=False)

@@ -468,9 +468,10 @@ class TrainWidget(Container):
             segment.run()
 
     def _segment_widget(self):
-        for widget in list(getattr(self.viewer.window, "_dock_widgets", {}).values()):
-            inner = getattr(widget, "widget", lambda: None)()
-            owner = getattr(inner, "_magic_widget", None)
+        for widget in list(getattr(self.viewer.window, "dock_widgets", {}).values()):  # the docked inner widgets
+            if isinstance(widget, SegmentWidget):
+                return widget
+            owner = getattr(widget, "_magic_widget", None)
             if isinstance(owner, SegmentWidget):
                 return owner
         return getattr(self, "segment", None)

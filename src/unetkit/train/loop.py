@@ -102,6 +102,7 @@ class _State:
     callbacks: TrainCallbacks = TrainCallbacks()
     train_model: torch.nn.Module | None = None  # the DDP wrapper under torchrun, else the model
     calibrated: bool = True  # False while a budget run has not yet set train.steps
+    recheck: tuple[int, float, int] | None = None  # (at step, since wall s, since step): re-estimate of a budget run
 
     @property
     def eval_model(self) -> UNet:
@@ -374,16 +375,39 @@ def _calibrate(state: _State, val_pairs, x, t_first: float, log, bar) -> None:
         per_val = time.perf_counter() - t
     left = parse_duration(cfg.budget) - state.wall
     steps = state.step + max(int(left / (per_step + per_val / cfg.val_every)), 0)
-    steps = state.ranks.broadcast_int(max(steps, state.step))  # rank 0 decides for all
-    state.run = replace(state.run, train=replace(cfg, steps=steps))
+    _set_budget_steps(state, steps, bar)
     state.calibrated = True
-    if state.ranks.main:
-        save_config(state.run, state.out / "config.json")
     log(f"budget {cfg.budget}: {per_step:.2f} s per step" + (f" and {per_val:.1f} s per validation" if val_pairs else "")
         + f" -> {state.run.train.steps} steps")
+
+
+def _set_budget_steps(state: _State, steps: int, bar) -> None:
+    """``train.steps`` = rank 0's ``steps``; the next re-estimate half-way through the steps left."""
+    steps = state.ranks.broadcast_int(max(steps, state.step))  # rank 0 decides for all
+    state.run = replace(state.run, train=replace(state.run.train, steps=steps))
+    left = steps - state.step
+    # Re-estimate while more than a tenth of the budget is left: the first steps' time (threads warming up, a
+    # busy front end) can differ from the run's, and a budget should be spent, not under- or overrun.
+    again = state.ranks.broadcast_int(int(left >= 4 and state.wall < 0.9 * parse_duration(state.run.train.budget)))
+    state.recheck = (state.step + left // 2, state.wall, state.step) if again else None
+    if state.ranks.main:
+        save_config(state.run, state.out / "config.json")
     if bar is not None:
-        bar.total = state.run.train.steps
+        bar.total = steps
         bar.refresh()
+
+
+def _recalibrate(state: _State, log, bar) -> None:
+    """Re-estimate the steps that fit the budget from the time per step since the last estimate (validations,
+    checkpoints and logging included)."""
+    _, wall, step = state.recheck
+    per_step = (state.wall - wall) / max(state.step - step, 1)
+    left = parse_duration(state.run.train.budget) - state.wall
+    before = state.run.train.steps
+    _set_budget_steps(state, state.step + max(int(left / per_step), 0), bar)
+    if state.run.train.steps != before:
+        log(f"budget {state.run.train.budget}: {per_step:.2f} s per step since step {step} -> "
+            f"{state.run.train.steps} steps (was {before})")
 
 
 def _loop(state: _State, loader, val_pairs, log) -> None:
@@ -413,6 +437,8 @@ def _loop(state: _State, loader, val_pairs, log) -> None:
                 t_first = time.perf_counter()  # the first step pays one-off costs; calibration starts after it
             if not state.calibrated and state.step - state.start_step >= cfg.calibration_steps:
                 _calibrate(state, val_pairs, x, t_first, log, bar)
+            elif state.recheck is not None and state.step >= state.recheck[0]:
+                _recalibrate(state, log, bar)
             _after_step(state, val_pairs, x, lr, bar, log)
             if state.callbacks.should_stop is not None and state.callbacks.should_stop():
                 _stop_here(state, val_pairs, x)
