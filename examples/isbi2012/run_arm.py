@@ -9,7 +9,7 @@ tuned on the slices they report. Usage::
 
 Writes RUN_DIR/{config.json, metrics.jsonl, last.pt, pred/, pred_tta/, scores.json, scores_tta.json,
 summary.json}; with ``--record NAME`` the small files (config, log, scores, summary) are copied to
-examples/isbi2012/runs/NAME/ so that every table row can be traced to its run.
+examples/isbi2012/records/NAME/ so that every table row can be traced to its run.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--config", default=str(HERE / "config.toml"))
     parser.add_argument("--budget")
     parser.add_argument("--set", action="append", default=[])
-    parser.add_argument("--record", help="copy config, log and scores to examples/isbi2012/runs/NAME")
+    parser.add_argument("--record", help="copy config, log and scores to examples/isbi2012/records/NAME")
     parser.add_argument("--skip-train", action="store_true", help="score an existing RUN_DIR/last.pt again")
     args = parser.parse_args()
     data = Path(os.environ["UNETKIT_DATA"]).resolve()
@@ -77,7 +77,7 @@ def main() -> int:
     print(json.dumps({"run": str(out), "steps": summary["steps"], "train_s": round(train_s),
                       **{k: round(v, 5) for k, v in summary["best_tta"].items()}}), flush=True)
     if args.record:
-        dest = HERE / "runs" / args.record
+        dest = HERE / "records" / args.record
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("config.json", "metrics.jsonl", "scores.json", "scores_tta.json", "summary.json"):
             shutil.copy(out / name, dest / name)
