@@ -147,3 +147,26 @@ def test_demo_at_a_tiny_size(tmp_path, capsys):
     for name in ("model.pt", "heldout_prob.tif", "heldout_mask.png", "heldout_overlay.png"):
         assert (tmp_path / "demo" / name).is_file(), name
     assert tifffile.imread(tmp_path / "demo" / "heldout_prob.tif").dtype == np.float32
+
+
+@pytest.mark.parametrize("config", ["config.toml", "paper.toml"])
+def test_the_isbi_configs_train_and_the_final_all_data_run_needs_no_validation(tmp_path, data_dir, capsys, config):
+    """Both ISBI configs run as documented (profiles applied); the final-model command (all 25 slices,
+    ``data.val_select=`` empty) trains with no validation and leaves a usable best.pt."""
+    from pathlib import Path
+
+    from unetkit import load_model
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "isbi2012" / config
+    argv = ["train", path, "--out", tmp_path / "run", "--quiet", "--set", "data.select=0:25", "--set",
+            "data.val_select=", "--set", "train.steps=2", "--set", "model.base_features=2", "--set",
+            "model.depth=2", "--set", "train.tile=124", "--set", "train.plots=false", "--set", "train.threads=1"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["profile"] == ("paper" if config == "paper.toml" else "default")
+    assert saved["train"]["optimizer"] == ("sgd" if config == "paper.toml" else "adam")
+    assert saved["data"]["val_select"] == "" and saved["data"]["select"] == "0:25"
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert not any("val" in rec for rec in log) and max(r["step"] for r in log) == 2
+    assert load_model(tmp_path / "run" / "best.pt").config.base_features == 2
