@@ -71,3 +71,18 @@ def test_soft_dice_and_the_combined_loss():
     assert both.item() == pytest.approx(ce.item() + 0.5 * soft_dice_loss(flat, target, weights).item(), rel=1e-6)
     with pytest.raises(ValueError, match="loss"):
         segmentation_loss(flat, target, kind="focal")
+
+
+def test_the_loss_of_a_batch_is_the_mean_of_its_samples_losses():
+    """What makes K DDP processes at batch 1 equal one process at batch K: both loss terms decompose by sample."""
+    from unetkit.losses import segmentation_loss
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 9, 11, generator=gen)
+    target = torch.randint(0, 2, (3, 9, 11), generator=gen)
+    weights = torch.rand(3, 9, 11, generator=gen) * 3
+    weights[0, :2] = 0  # ignored pixels in one sample only
+    for kind in ("ce", "ce_dice"):
+        batch = segmentation_loss(logits, target, weights, kind=kind)
+        each = [segmentation_loss(logits[i:i + 1], target[i:i + 1], weights[i:i + 1], kind=kind) for i in range(3)]
+        assert batch.item() == pytest.approx(torch.stack(each).mean().item(), rel=1e-6), kind

@@ -26,7 +26,7 @@ def _check(values: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | N
 
 
 def weighted_nll(log_prob: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Eq. 1: E = sum_x w(x) * -log p_{l(x)}(x) / (number of pixels with w(x) > 0).
+    """Eq. 1 per sample, averaged over the batch: E_n = sum_x w(x) * -log p_{l(x)}(x) / (pixels with w(x) > 0).
 
     Parameters
     ----------
@@ -42,14 +42,18 @@ def weighted_nll(log_prob: torch.Tensor, target: torch.Tensor, weights: torch.Te
     -------
     Scalar tensor. Normalising by the number of counted pixels (not by the sum
     of weights) keeps the paper's relative emphasis of border pixels and makes
-    the loss independent of the tile size.
+    the loss independent of the tile size. Normalising per sample (then the
+    mean over the batch) makes the loss of a batch the mean of its samples'
+    losses even when samples ignore different numbers of pixels, so K DDP
+    processes at batch b follow one process at batch K b exactly. A sample with
+    no counted pixel contributes 0.
     """
     _check(log_prob, target, weights, "log_prob")
     nll = F.nll_loss(log_prob, target, reduction="none")
     if weights is None:
         return nll.mean()
-    counted = (weights > 0).sum().clamp_min(1)
-    return (nll * weights).sum() / counted
+    counted = (weights > 0).sum((1, 2)).clamp_min(1)
+    return ((nll * weights).sum((1, 2)) / counted).mean()
 
 
 def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -60,11 +64,14 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, *,
                    eps: float = 1.0) -> torch.Tensor:
-    """1 - mean over classes of the soft Dice of the softmax, on pixels with weight > 0.
+    """1 - the soft Dice of the softmax, averaged over samples and classes, on pixels with weight > 0.
 
-    ``Dice_c = (2 sum p_c y_c + eps) / (sum p_c + sum y_c + eps)`` over the
-    batch, with ``y_c`` the one-hot target; ignored pixels (weight 0) are left
-    out. The border weights do not enter (Dice has no per-pixel weights).
+    ``Dice_nc = (2 sum p_c y_c + eps) / (sum p_c + sum y_c + eps)`` over the
+    pixels of sample ``n``, with ``y_c`` the one-hot target; ignored pixels
+    (weight 0) are left out. The border weights do not enter (Dice has no
+    per-pixel weights). Per sample, so that the loss of a batch is the mean of
+    its samples' losses: K DDP processes at batch b then follow one process at
+    batch K b exactly, as the cross-entropy term does.
     """
     _check(logits, target, weights, "logits")
     prob = torch.softmax(logits, dim=1)
@@ -72,7 +79,7 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Te
     if weights is not None:
         mask = (weights > 0).to(prob.dtype)[:, None]
         prob, onehot = prob * mask, onehot * mask
-    dims = (0, 2, 3)
+    dims = (2, 3)
     inter = (prob * onehot).sum(dims)
     dice = (2 * inter + eps) / (prob.sum(dims) + onehot.sum(dims) + eps)
     return 1 - dice.mean()
