@@ -9,6 +9,8 @@ the whole image resident on the device (one upload, one download).
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -286,18 +288,26 @@ def predict_region(model: UNet, image, rows: slice, cols: slice, *, tile_shape: 
     run = TileRun(model=model, device=device, dtype=dtype, batch_size=batch_size, amp=False,
                   channels_last=is_torch, progress=False, offset=np.asarray(offset), scale=np.asarray(scale),
                   on_device=False)
-    was_training = model.training
-    model.eval()
-    was_format = _model_format(model) if is_torch else None
-    if is_torch and was_format != run.memory_format:  # the input goes channels-last: so must the weights
-        model.to(memory_format=run.memory_format)
-    try:
+    with _evaluating(model, run.memory_format if is_torch else None):
         run.fill_region(chw, out, tuple(tile_shape), rows, cols, tiles=tiles)
+    return out
+
+
+@contextlib.contextmanager
+def _evaluating(model, memory_format):
+    """``model`` in eval mode and, for a torch model, in ``memory_format`` (the input's: channels-last input needs
+    channels-last weights), once per call rather than per tile or TTA transform; both restored after."""
+    was_training = model.training
+    was_format = _model_format(model) if memory_format is not None else None
+    model.eval()
+    if memory_format is not None and memory_format != was_format:
+        model.to(memory_format=memory_format)
+    try:
+        yield
     finally:
         model.train(was_training)
-        if is_torch and was_format != run.memory_format:
+        if memory_format is not None and memory_format != was_format:
             model.to(memory_format=was_format)
-    return out
 
 
 def _model_format(model: UNet):
@@ -414,14 +424,6 @@ def predict(
     run = TileRun(model=model, device=device, dtype=dtype, batch_size=batch_size, amp=amp,
                   channels_last=channels_last and is_torch, progress=progress, offset=offset, scale=scale,
                   on_device=on_device, callback=callback)
-    was_training, was_format = model.training, _model_format(model) if is_torch else None
-    model.eval()
-    if is_torch:
-        model.to(memory_format=run.memory_format)  # once per call (not per TTA transform); restored below
-    try:
+    with _evaluating(model, run.memory_format if is_torch else None):
         (run.fill_tta if tta else run.fill)(chw, out, tile)
-        return out
-    finally:
-        model.train(was_training)
-        if is_torch and run.memory_format != was_format:
-            model.to(memory_format=was_format)
+    return out

@@ -96,8 +96,6 @@ class BlockJob:
         return ("z" if "z" in self.axes else "") + "yx"
 
 
-
-
 def output_layout(job: BlockJob, plane_shape: tuple[int, int]) -> dict:
     """Shapes, chunks and dtypes of the output arrays of ``job``."""
     z = (job.planes,) if "z" in job.axes else ()
