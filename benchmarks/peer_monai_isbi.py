@@ -76,7 +76,7 @@ def train(images, labels, *, seed: int, minutes: float | None, steps: int | None
             loss.backward()
             opt.step()
             step += 1
-            losses.append(float(loss))
+            losses.append(loss.item())
             if step % 100 == 0:
                 log(f"step {step}: loss {np.mean(losses[-100:]):.4f}, {time.perf_counter() - t0:.0f} s")
             if (steps is not None and step >= steps) or (minutes is not None and time.perf_counter() - t0 >= 60 * minutes):
