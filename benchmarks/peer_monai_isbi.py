@@ -8,7 +8,8 @@ slices 00-19 of the shared training volume; then sliding-window inference
 8-fold test-time augmentation, written as P(cell) TIFFs that `unetkit
 evaluate` scores like unetkit's own predictions.
 
-    UNETKIT_DATA=../shared/data python benchmarks/peer_monai_isbi.py --out runs/monai_20m --minutes 20 --seed 0
+    UNETKIT_DATA=../shared/data python benchmarks/peer_monai_isbi.py --out runs/monai_20m --minutes 20 --seed 0 \
+        --record monai_20m_seed0
     (scores are written too: scores.json, scores_tta.json, summary.json, as unetkit evaluate computes them)
 
 ``--steps N`` trains for N steps instead (the comparison tables convert each
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -29,6 +31,7 @@ import torch
 
 from unetkit.io import read_image, write_tiff
 
+RECORDS = Path(__file__).resolve().parents[1] / "examples" / "isbi2012" / "records"
 TRAIN = range(0, 20)
 VAL = range(20, 25)
 
@@ -106,6 +109,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, help="train for this many steps instead")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--record", help="copy run.json, scores and summary to examples/isbi2012/records/NAME")
     args = parser.parse_args()
     if (args.minutes is None) == (args.steps is None):
         parser.error("give exactly one of --minutes and --steps")
@@ -131,6 +135,11 @@ def main() -> int:
     (out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     info.update(score(out))
     print(json.dumps({k: info[k] for k in ("steps", "train_s", "best_tta", "best")}), flush=True)
+    if args.record:
+        dest = RECORDS / args.record
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("run.json", "scores.json", "scores_tta.json", "summary.json"):
+            shutil.copy(out / name, dest / name)
     return 0
 
 
