@@ -145,16 +145,14 @@ def main() -> int:
 
 def score(out: Path) -> dict:
     """unetkit evaluate of ``prob`` and ``prob_tta`` against ``val_labels``, as examples/isbi2012/run_arm.py does."""
-    from unetkit.evaluate import evaluate_paths
+    from unetkit.evaluate import evaluate_paths, headline_scores
     from unetkit.io import write_json
 
-    keys = ("rand_error", "warping_error", "v_rand", "pixel_error", "v_info")
     summary = json.loads((out / "run.json").read_text())
     for tag in ("", "_tta"):
         result = evaluate_paths(out / f"prob{tag}", out / "val_labels")
         write_json(result, out / f"scores{tag}.json")
-        summary[f"best{tag}"] = {k: result[k] for k in keys}
-        summary[f"at_0.5{tag}"] = {k: result["at_0.5"][k] for k in keys}
+        summary.update({f"{mode}{tag}": scores for mode, scores in headline_scores(result).items()})
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -221,3 +221,15 @@ def test_write_json_is_atomic_and_strict(tmp_path, folders):
     assert [p.name for p in out.parent.iterdir()] == ["result.json"]  # no temporary file left
     E.write_json({"a": 1}, out)  # replacing an existing file
     assert json.loads(out.read_text()) == {"a": 1}
+
+
+def test_headline_scores_are_the_best_and_t05_values_of_the_result(folders):
+    pred, gt = folders[:2]
+    result = E.evaluate_paths(pred, gt)
+    head = E.headline_scores(result)
+    assert list(head) == ["best", "at_0.5"]
+    assert list(head["best"]) == list(E.HEADLINE_METRICS)
+    for k in E.HEADLINE_METRICS:
+        assert head["best"][k] == result[k] and head["at_0.5"][k] == result["at_0.5"][k]
+    assert E.headline_scores(result, ["rand_error"]) == {
+        "best": {"rand_error": result["rand_error"]}, "at_0.5": {"rand_error": result["at_0.5"]["rand_error"]}}

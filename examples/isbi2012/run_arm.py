@@ -24,7 +24,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VAL = range(20, 25)
-KEYS = ("rand_error", "warping_error", "v_rand", "pixel_error", "v_info")
 
 
 def unetkit(*args: str) -> None:
@@ -53,6 +52,8 @@ def main() -> int:
     parser.add_argument("--record", help="copy config, log and scores to examples/isbi2012/records/NAME")
     parser.add_argument("--skip-train", action="store_true", help="score an existing RUN_DIR/last.pt again")
     args = parser.parse_args()
+    from unetkit.evaluate import headline_scores
+
     data = Path(os.environ["UNETKIT_DATA"]).resolve()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,8 +71,7 @@ def main() -> int:
     for tag, flags in (("", []), ("_tta", ["--tta"])):
         unetkit("predict", str(out / "last.pt"), *images, "--out", str(out / f"pred{tag}"), "--quiet", *flags)
         result = score(out / f"pred{tag}", labels, out / f"scores{tag}.json")
-        summary[f"best{tag}"] = {k: result[k] for k in KEYS}
-        summary[f"at_0.5{tag}"] = {k: result["at_0.5"][k] for k in KEYS}
+        summary.update({f"{mode}{tag}": scores for mode, scores in headline_scores(result).items()})
     summary["steps"] = max(r["step"] for r in log)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({"run": str(out), "steps": summary["steps"], "train_s": round(train_s),

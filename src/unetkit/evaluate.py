@@ -41,10 +41,13 @@ __all__ = [
     "load_pairs",
     "evaluate_paths",
     "format_table",
+    "headline_scores",
     "write_json",
 ]
 
 INSTANCE_METRICS = ("seg", "ap50")
+#: The ISBI 2012 figures that run summaries report (the paper's three plus the challenge's V_rand, V_info).
+HEADLINE_METRICS = ("rand_error", "warping_error", "v_rand", "pixel_error", "v_info")
 
 
 class ImagePair(NamedTuple):
@@ -264,6 +267,15 @@ def evaluate_paths(
 # ---------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------
+
+
+def headline_scores(result: dict, metrics: Sequence[str] = HEADLINE_METRICS) -> dict[str, dict[str, float]]:
+    """``{"best": {metric: value}, "at_0.5": {metric: value}}`` of an :func:`evaluate_paths` result.
+
+    ``best`` is each metric's best over the threshold sweep (each at its own
+    threshold), ``at_0.5`` its value at t = 0.5; unitless floats.
+    """
+    return {"best": {k: result[k] for k in metrics}, "at_0.5": {k: result["at_0.5"][k] for k in metrics}}
 
 
 def _num(v, digits: int = 6) -> str:
