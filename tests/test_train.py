@@ -306,7 +306,8 @@ def test_two_process_ddp_equals_one_process_at_twice_the_batch(tmp_path):
                              str(tmp_path / "one"), "--set", "train.batch_size=2", "--quiet"], env=env,
                             capture_output=True, text=True)
     assert single.returncode == 0, single.stderr
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    # --standalone: a rendezvous on a free local port each time (a fixed --master_port failed one full run)
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                           "-m", "unetkit", "train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "two"),
                           "--set", "train.batch_size=1", "--quiet"], env=env, capture_output=True, text=True)
     assert ddp.returncode == 0, ddp.stderr[-2000:]
@@ -317,7 +318,7 @@ def test_two_process_ddp_equals_one_process_at_twice_the_batch(tmp_path):
     records = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert sum("val" in r for r in records) == 2  # validation ran once per validation step, not twice
     # resume under DDP continues from last.pt
-    more = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+    more = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                            "-m", "unetkit", "train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "two"),
                            "--set", "train.batch_size=1", "--set", "train.steps=6", "--resume", "--quiet"], env=env,
                           capture_output=True, text=True)
