@@ -47,9 +47,8 @@ def run_unetkit(image, labels, out: Path, *, seed: int, steps: int | None, minut
     from unetkit.train import run_config, train_on_pairs
 
     # The default profile's recipe (unetkit.train.profiles) with what belongs to this data: the border weight map
-    # for touching nuclei, a network of depth 3 for 256-px-wide training data, and the paper's dropout 0.5: ten
-    # minutes revisit one 256 x 512 half ~10,000 times, and without dropout SEG fell from 0.868 / 0.873 to
-    # 0.851 / 0.832 (seeds 0 / 1; README.md here), where ISBI's 20 slices at the same budget gain from dropping it.
+    # for touching nuclei, a network of depth 3 for 256-px-wide training data, and the paper's dropout 0.5 (ten
+    # minutes revisit the one training half ~10,000 times; without dropout SEG fell: README.md here).
     run = run_config({
         "model": {"depth": 3, "base_features": 16, "dropout": 0.5, "normalization": {"mode": "zscore"}},
         "weights": {"w0": 10.0, "sigma": 5.0},

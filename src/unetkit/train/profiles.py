@@ -26,8 +26,8 @@ PROFILES: dict[str, dict] = {
                   "warmup_steps": 200, "grad_clip": 1.0, "loss": "ce", "tile": 572, "batch_size": 1, "ema": 0.0},
     },
     # The measured winner within a CPU budget (examples/isbi2012/README.md, "Ablations"): the paper's network with
-    # valid convolutions but WITHOUT its dropout (at a CPU budget the network underfits, and dropout 0.5 slowed the
-    # fit: ISBI Rand error with TTA 0.115 vs 0.133 at 7 minutes, 0.072 vs 0.095 over 3 seeds at 20 minutes),
+    # valid convolutions but WITHOUT its dropout (at a CPU budget a width-16 network underfits, and dropout 0.5
+    # slowed the fit on ISBI; data seen many times per budget, like DSB's one image, keep it in their own config),
     # trained by Adam 1e-3 with a short warm-up and a poly decay (momentum-0.99 SGD crawls at a CPU budget), on
     # cross-entropy + soft Dice (the Dice term keeps thin membranes from being out-voted by cell pixels). Batch norm
     # at one tile per step lost badly (Rand 0.29 vs 0.17); EMA, rot90-only rotations and no elastic deformation
