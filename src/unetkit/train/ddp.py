@@ -83,8 +83,13 @@ def ddp_session(device_type: str):
     dist.init_process_group(backend=backend)
     try:
         yield ranks
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: the other ranks may never reach one (torchrun stops them)
+        raise
+    # Every rank reaches the end before any tears down: a gloo rank whose peer closed its sockets while it was
+    # still reading aborts the process ("Connection closed by peer", SIGABRT), which failed the DDP test once.
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 class GlobalIndexSampler(torch.utils.data.Sampler):
