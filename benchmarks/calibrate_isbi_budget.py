@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def unetkit_steps(overrides: list[str], n: int) -> list[float]:
     from unetkit.data import load_pairs_from_paths
     from unetkit.losses import segmentation_loss
     from unetkit.model import UNet
-    from unetkit.train import TileDataset, make_optimizer, run_config
+    from unetkit.train import TileDataset, make_optimizer, run_config, scheduled_dropout
 
     config = HERE.parent / "examples" / "isbi2012" / "config.toml"
     run = run_config(apply_overrides(load_config_file(config), overrides))
@@ -41,7 +42,8 @@ def unetkit_steps(overrides: list[str], n: int) -> list[float]:
     cfg = run.train
     out = geometry.output_size(cfg.tile, depth=run.model.depth)
     data = TileDataset(pairs, run.augment, (cfg.tile, cfg.tile), (out, out), cfg.seed)
-    model = UNet.from_config(run.model).train()
+    # dropout as a budget run's calibration steps have it (the default profile's rule: off until the length is known)
+    model = UNet.from_config(replace(run.model, dropout=scheduled_dropout(run, None))).train()
     opt = make_optimizer(model.parameters(), cfg)
     times = []
     for k in range(n):

@@ -211,6 +211,86 @@ def test_a_time_budget_sets_the_steps_and_ends_on_time(tmp_path, pairs):
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == result.steps
 
 
+def test_dropout_follows_the_length_of_the_schedule(tmp_path, pairs):
+    """train.dropout_min_passes: a schedule that shows each pixel fewer times trains bitwise as with dropout 0;
+    one that shows it at least that often trains bitwise as with dropout always on."""
+    from unetkit import geometry
+
+    train_pairs, _ = pairs
+    run = small_run(steps=4, optimizer="adam", lr=1e-3, checkpoint_every=100)  # model.dropout = 0.5
+    window = geometry.output_size(124, depth=2, padding="valid") ** 2
+    passes = 4 * window / (2 * 96 * 96)  # 4 steps x one tile's loss window / two 96 x 96 images
+
+    def fit(name, run, log=lambda m: None):
+        train_on_pairs(run, train_pairs, [], tmp_path / name, log=log)
+        return torch.load(tmp_path / name / "last.pt", weights_only=True)
+
+    said = []
+    short = fit("short", replace(run, train=replace(run.train, dropout_min_passes=passes * 1.01)), said.append)
+    zero = fit("zero", replace(run, model=replace(run.model, dropout=0.0)))
+    long = fit("long", replace(run, train=replace(run.train, dropout_min_passes=passes * 0.99)), said.append)
+    always = fit("always", run)
+    for key in short["state_dict"]:
+        assert torch.equal(short["state_dict"][key], zero["state_dict"][key]), key
+        assert torch.equal(long["state_dict"][key], always["state_dict"][key]), key
+    assert any(not torch.equal(short["state_dict"][k], long["state_dict"][k]) for k in short["state_dict"])
+    assert short["training"]["dropout"] == 0.0 and long["training"]["dropout"] == 0.5
+    assert short["training"]["passes"] == pytest.approx(passes)
+    assert said[0].startswith(f"dropout off (0): the schedule shows each training pixel {passes:.0f} times (<")
+    assert said[1].startswith("dropout on (0.5)")
+    with pytest.raises(ValueError, match="dropout_min_passes"):
+        TrainConfig(dropout_min_passes=-1)
+
+
+def test_a_budget_run_decides_its_dropout_once_the_steps_are_known(tmp_path, pairs):
+    """Off for the calibration steps, then on: the budget's schedule shows each pixel more than 1 time."""
+    train_pairs, _ = pairs
+    run = small_run(steps=5, budget="3s", calibration_steps=3, dropout_min_passes=1.0, checkpoint_every=10**6)
+    said = []
+    result = train_on_pairs(run, train_pairs, [], tmp_path, log=said.append)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["training"]["dropout"] == 0.5 and ckpt["training"]["passes"] > 1.0
+    first = next(i for i, m in enumerate(said) if m.startswith("budget 3s:"))  # the calibration's line
+    assert not any(m.startswith("dropout") for m in said[:first]), said  # nothing said before the steps are known
+    assert said[first + 1].startswith("dropout on (0.5)"), said
+    assert result.steps > 5
+    # before the calibration the rule's run is the dropout-0 run bit for bit; dropout always on is not
+    from unetkit.train import TrainCallbacks
+
+    def two_steps(name, run):
+        asked = []  # should_stop is asked after every step
+        stop = TrainCallbacks(should_stop=lambda: asked.append(1) or len(asked) >= 2)
+        train_on_pairs(run, train_pairs, [], tmp_path / name, log=lambda m: None, callbacks=stop)
+        ckpt = torch.load(tmp_path / name / "last.pt", weights_only=True)
+        assert ckpt["step"] == 2
+        return ckpt["state_dict"]
+
+    slow = replace(run, train=replace(run.train, budget="60s", calibration_steps=10, log_every=1))
+    rule = two_steps("rule", slow)
+    zero = two_steps("zero", replace(slow, model=replace(slow.model, dropout=0.0)))
+    always = two_steps("always", replace(slow, train=replace(slow.train, dropout_min_passes=0.0)))
+    assert all(torch.equal(rule[k], zero[k]) for k in rule)
+    assert not all(torch.equal(rule[k], always[k]) for k in rule)
+
+
+def test_fine_tuning_may_change_dropout_but_not_the_architecture_and_resume_names_what_differs(tmp_path, pairs):
+    """train.init_from: dropout has no weights, so it may differ; depth may not. --resume names the difference."""
+    train_pairs, _ = pairs
+    run = small_run(steps=2, checkpoint_every=100)  # dropout 0.5
+    train_on_pairs(run, train_pairs, [], tmp_path / "base", log=lambda m: None)
+    said = []
+    tuned = replace(run, model=replace(run.model, dropout=0.0),
+                    train=replace(run.train, init_from=str(tmp_path / "base" / "last.pt")))
+    train_on_pairs(tuned, train_pairs, [], tmp_path / "tuned", log=said.append)
+    assert any(m.startswith("starting from the weights of") for m in said)
+    deeper = replace(tuned, model=replace(tuned.model, depth=3), train=replace(tuned.train, tile=188))
+    with pytest.raises(ValueError, match=r"another architecture \(depth differ\)"):
+        train_on_pairs(deeper, train_pairs, [], tmp_path / "deeper", log=lambda m: None)
+    with pytest.raises(ValueError, match=r"another model config \(model.dropout = 0.5\); cannot resume"):
+        train_on_pairs(replace(run, model=replace(run.model, dropout=0.0)), train_pairs, [], tmp_path / "base",
+                       resume=True, log=lambda m: None)
+
+
 def test_a_budget_whose_first_steps_were_slow_is_re_estimated_and_still_spent(tmp_path, pairs, monkeypatch):
     """The calibration steps take 0.3 s each, the rest a few ms: without a re-estimate the run would stop after
     ~70 steps at ~4 s of a 15 s budget; with it, the run is re-estimated and ends within a few seconds of 15 s."""

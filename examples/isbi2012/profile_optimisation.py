@@ -33,7 +33,7 @@ from unetkit.config import load_config_file
 from unetkit.data import load_pairs_from_paths
 from unetkit.losses import weighted_cross_entropy
 from unetkit.plots import figure_grid, save_figure
-from unetkit.train import RunConfig, TileDataset, make_optimizer, run_config
+from unetkit.train import RunConfig, TileDataset, make_optimizer, run_config, schedule_passes, scheduled_dropout
 
 ARMS = {
     "adam_1e-3": dict(optimizer="adam", lr=1e-3),
@@ -55,6 +55,10 @@ def profile_arm(run: RunConfig, pairs, steps: int, arm: dict) -> dict:
     tile = (cfg.tile, cfg.tile)
     out = tuple(geometry.output_size(t, depth=mcfg.depth) for t in tile)
     data = TileDataset(pairs, run.augment, tile, out, cfg.seed)
+    # the dropout a training run of this length has (the default profile's rule: off for short schedules)
+    train_px = sum(p.image.shape[-2] * p.image.shape[-1] for p in pairs)
+    passes = schedule_passes(steps, cfg.batch_size, out[0] * out[1], train_px)
+    mcfg = replace(mcfg, dropout=scheduled_dropout(run, passes))
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
         model = UNet.from_config(mcfg)

@@ -106,7 +106,7 @@ def run_info(args) -> int:
         print(f"tiles        valid input sizes {info['valid_tile_sizes']}; context margin {info['context_margin_px']} px")
     training = info["training"]
     if training:
-        keys = ("step", "wall_time_s", "best_metric", "best_value", "device", "torch")
+        keys = ("step", "wall_time_s", "best_metric", "best_value", "device", "torch", "dropout", "passes")
         print("training     " + ", ".join(f"{k} {training[k]}" for k in keys if training.get(k) is not None))
         if training.get("validation"):
             print("validation   " + ", ".join(f"{k} {v:.4f}" for k, v in training["validation"].items()))

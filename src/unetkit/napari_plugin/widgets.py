@@ -23,6 +23,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -410,7 +411,7 @@ class TrainWidget(Container):
 
         init = str(self.init_from.value or "").strip()
         if init and init != ".":
-            model_cfg = load_model(init).config
+            model_cfg = replace(load_model(init).config, dropout=0.0)  # no dropout for strokes, as below
             if model_cfg.in_channels != 1 or model_cfg.num_classes != 2:
                 raise ValueError(f"{init}: fine-tuning needs a 1-channel, 2-class model; this one has "
                                  f"{model_cfg.in_channels} channel(s) and {model_cfg.num_classes} classes")

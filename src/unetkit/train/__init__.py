@@ -12,7 +12,8 @@ Modules: :mod:`~unetkit.train.config` (the run config),
 :mod:`~unetkit.train.validate` and :mod:`~unetkit.train.loop`.
 """
 
-from .config import LOWER_IS_BETTER, RunConfig, TrainConfig, TrainingDiverged, parse_duration
+from .config import (LOWER_IS_BETTER, RunConfig, TrainConfig, TrainingDiverged, parse_duration, schedule_passes,
+                     scheduled_dropout)
 from .dataset import TileDataset
 from .ema import WeightAverage
 from .loop import TrainCallbacks, TrainResult, train, train_on_pairs
@@ -39,5 +40,7 @@ __all__ = [
     "apply_profile",
     "run_config",
     "parse_duration",
+    "schedule_passes",
+    "scheduled_dropout",
     "WeightAverage",
 ]

@@ -10,7 +10,8 @@ from ..data import DataConfig
 from ..model import ModelConfig
 from ..weights import WeightMapConfig
 
-__all__ = ["TrainConfig", "RunConfig", "TrainingDiverged", "LOWER_IS_BETTER", "parse_duration"]
+__all__ = ["TrainConfig", "RunConfig", "TrainingDiverged", "LOWER_IS_BETTER", "parse_duration", "schedule_passes",
+           "scheduled_dropout"]
 
 #: Validation metrics where smaller is better (for choosing ``best.pt``).
 LOWER_IS_BETTER = frozenset({"loss", "pixel_error", "rand_error", "warping_error"})
@@ -64,6 +65,14 @@ class TrainConfig:
     architecture must be ``model``'s. ``loss``: ``"ce"`` (the paper's Eq. 1) or ``"ce_dice"`` (plus
     ``dice_weight`` x soft Dice). ``val_tta``: validate with 8-fold
     test-time augmentation.
+
+    ``dropout_min_passes`` > 0 makes ``model.dropout`` depend on the length of
+    the schedule: dropout is on only when the schedule shows each training
+    pixel at least that many times (passes = steps x tiles per step x
+    loss-window pixels / training-image pixels); below, the run trains
+    exactly as with dropout 0. A budget run trains without dropout until its
+    step count is known (the first ``calibration_steps``) and decides again
+    at each re-estimate. 0: ``model.dropout`` always.
     """
 
     steps: int = 2000
@@ -92,6 +101,7 @@ class TrainConfig:
     ema: float = 0.0
     loss: str = "ce"
     dice_weight: float = 1.0
+    dropout_min_passes: float = 0.0
     val_tta: bool = False
     init_from: str = ""
     warping: bool = False
@@ -121,6 +131,8 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if not self.dropout_min_passes >= 0:
+            raise ValueError(f"train.dropout_min_passes must be >= 0 (0: always), got {self.dropout_min_passes}")
         if not self.grad_clip >= 0:
             raise ValueError(f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         for name in ("warmup_steps", "num_workers", "threads"):
@@ -143,3 +155,22 @@ class RunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     weights: WeightMapConfig = field(default_factory=WeightMapConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def schedule_passes(steps: int, tiles_per_step: int, window_px: int, train_px: int) -> float:
+    """How many times a schedule shows each training pixel: ``steps x tiles_per_step x window_px / train_px``.
+
+    ``tiles_per_step``: batch size x processes; ``window_px``: pixels of one
+    tile's loss window (388 x 388 for a 572 tile at depth 4); ``train_px``:
+    pixels of all training images.
+    """
+    return steps * tiles_per_step * window_px / max(train_px, 1)
+
+
+def scheduled_dropout(run: RunConfig, passes: float | None) -> float:
+    """The dropout a run trains with: ``model.dropout``, or 0 when ``train.dropout_min_passes`` > 0 and the
+    schedule shows each training pixel fewer times than that (``passes``; None: not known yet)."""
+    p, least = run.model.dropout, run.train.dropout_min_passes
+    if least <= 0 or p <= 0:
+        return p
+    return p if passes is not None and passes >= least else 0.0

@@ -33,7 +33,7 @@ from ..devices import autocast, cuda_speed, resolve_device
 from ..io import atomic_path, check_output_dir, remove_stale_temps
 from ..losses import segmentation_loss
 from ..model import ModelConfig, UNet
-from .config import LOWER_IS_BETTER, RunConfig, TrainingDiverged, parse_duration
+from .config import LOWER_IS_BETTER, RunConfig, TrainingDiverged, parse_duration, schedule_passes, scheduled_dropout
 from .ddp import SINGLE, GlobalIndexSampler, Ranks, ddp_session
 from .ema import WeightAverage
 from .dataset import TileDataset
@@ -103,6 +103,9 @@ class _State:
     train_model: torch.nn.Module | None = None  # the DDP wrapper under torchrun, else the model
     calibrated: bool = True  # False while a budget run has not yet set train.steps
     recheck: tuple[int, float, int] | None = None  # (at step, since wall s, since step): re-estimate of a budget run
+    window_px: int = 0  # pixels of one tile's loss window
+    train_px: int = 0  # pixels of all training images
+    dropout: float | None = None  # the dropout the network trains with now (train.dropout_min_passes decides)
 
     @property
     def eval_model(self) -> UNet:
@@ -122,7 +125,16 @@ class _State:
         return {"step": self.step, "steps": cfg.steps, "wall_time_s": self.wall, "best_metric": cfg.best_metric,
                 "best_value": self.best_value, "validation": self.last_val, "tile": cfg.tile,
                 "batch_size": cfg.batch_size, "train_images": self.train_names, "val_images": self.val_names,
-                "torch": str(torch.__version__), "device": str(self.device)}
+                "torch": str(torch.__version__), "device": str(self.device), "dropout": self.dropout,
+                "passes": self.passes}
+
+    @property
+    def passes(self) -> float | None:
+        """How many times the schedule shows each training pixel; None while a budget run's length is unknown."""
+        cfg = self.run.train
+        if not self.calibrated:
+            return None
+        return schedule_passes(cfg.steps, self.ranks.world * cfg.batch_size, self.window_px, self.train_px)
 
     def record(self, rec: dict) -> None:
         self.history.append(rec)
@@ -169,7 +181,8 @@ def _check_run(run: RunConfig, train_pairs: list[TrainingPair], out: Path, resum
     return tile, label_shape
 
 
-def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bool, log, ranks: Ranks = SINGLE) -> _State:
+def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bool, log, ranks: Ranks,
+           label_shape: tuple[int, int]) -> _State:
     """Model and optimiser, fresh (seeded) or restored from ``out/last.pt``."""
     cfg = run.train
     torch.manual_seed(cfg.seed)  # inside the forked RNG scope of train_on_pairs
@@ -178,7 +191,8 @@ def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bo
     state = _State(run=run, out=out, device=device, model=model, opt=make_optimizer(model.parameters(), cfg),
                    train_names=[p.name for p in train_pairs], val_names=[p.name for p in val_pairs],
                    ema=WeightAverage(model, cfg.ema) if cfg.ema > 0 else None, calibrated=not cfg.budget,
-                   ranks=ranks, train_model=model)
+                   ranks=ranks, train_model=model, window_px=int(np.prod(label_shape)),
+                   train_px=sum(int(np.prod(p.image.shape[-2:])) for p in train_pairs))
     if ranks.active:  # the same initial weights everywhere, then a dropout stream of its own per rank
         torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank)
         state.train_model = torch.nn.parallel.DistributedDataParallel(
@@ -191,13 +205,36 @@ def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bo
         state.metrics_path.unlink()
     if not state.calibrated:  # until the budget is calibrated the schedule runs as if the run were endless
         state.run = replace(state.run, train=replace(state.run.train, steps=_UNCALIBRATED))
+    _set_dropout(state, log)
     return state
+
+
+def _set_dropout(state: _State, log, *, say: bool = False) -> None:
+    """Dropout on or off by the length of the schedule (:func:`~unetkit.train.config.scheduled_dropout`); said
+    when it changes (or ``say``) once the step count is known.
+
+    Off is ``p = 0`` on the network's dropout layers: the same values and the
+    same random stream as a network built without dropout.
+    """
+    p, least = scheduled_dropout(state.run, state.passes), state.run.train.dropout_min_passes
+    changed = state.dropout != p
+    state.dropout = p
+    if changed:
+        for module in state.model.modules():
+            if isinstance(module, torch.nn.Dropout2d):
+                module.p = p
+    if least > 0 and state.run.model.dropout > 0 and state.calibrated and (changed or say):
+        on = p > 0
+        log(f"dropout {'on' if on else 'off'} ({p:g}): the schedule shows each training pixel "
+            f"{state.passes:.0f} times ({'>=' if on else '<'} train.dropout_min_passes = {least:g})")
 
 
 def _init_from(state: _State, path: Path, log) -> None:
     """Start from a checkpoint's weights (fine-tuning): same architecture, fresh optimiser and schedule."""
     ckpt = load_checkpoint(path, map_location=state.device)
-    mine, theirs = state.run.model.network_kwargs(), ModelConfig.from_dict(ckpt["config"]).network_kwargs()
+    # dropout has no weights: a fine-tuning run picks its own
+    mine, theirs = ({k: v for k, v in c.network_kwargs().items() if k != "dropout"}
+                    for c in (state.run.model, ModelConfig.from_dict(ckpt["config"])))
     if mine != theirs:
         differ = sorted(k for k in mine if mine[k] != theirs[k])
         raise ValueError(f"train.init_from {path}: another architecture ({', '.join(differ)} differ)")
@@ -210,7 +247,10 @@ def _init_from(state: _State, path: Path, log) -> None:
 def _resume(state: _State, log) -> None:
     ckpt = load_checkpoint(state.out / "last.pt", map_location=state.device)
     if ckpt["config"] != state.run.model.to_dict():
-        raise ValueError(f"{state.out / 'last.pt'} was trained with another model config; cannot resume")
+        mine = state.run.model.to_dict()
+        differ = ", ".join(f"model.{k} = {ckpt['config'].get(k)!r}" for k in sorted(set(mine) | set(ckpt["config"]))
+                           if mine.get(k) != ckpt["config"].get(k))
+        raise ValueError(f"{state.out / 'last.pt'} was trained with another model config ({differ}); cannot resume")
     state.model.load_state_dict(ckpt.get("raw_state_dict", ckpt["state_dict"]))
     if state.ema is not None:
         state.ema.load_state_dict(ckpt["state_dict"] if "raw_state_dict" in ckpt else state.model.state_dict())
@@ -379,6 +419,7 @@ def _calibrate(state: _State, val_pairs, x, t_first: float, log, bar) -> None:
     state.calibrated = True
     log(f"budget {cfg.budget}: {per_step:.2f} s per step" + (f" and {per_val:.1f} s per validation" if val_pairs else "")
         + f" -> {state.run.train.steps} steps")
+    _set_dropout(state, log, say=True)
 
 
 def _set_budget_steps(state: _State, steps: int, bar) -> None:
@@ -408,6 +449,7 @@ def _recalibrate(state: _State, log, bar) -> None:
     if state.run.train.steps != before:
         log(f"budget {state.run.train.budget}: {per_step:.2f} s per step since step {step} -> "
             f"{state.run.train.steps} steps (was {before})")
+        _set_dropout(state, log)
 
 
 def _loop(state: _State, loader, val_pairs, log) -> None:
@@ -535,7 +577,7 @@ def _run_rng_scoped(run, train_pairs, val_pairs, out, resume, log, device, ranks
     cfg = run.train
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), _scoped_threads(cfg.threads), cuda_speed(device):
-        state = _setup(run, out, device, train_pairs, val_pairs, resume, log, ranks)
+        state = _setup(run, out, device, train_pairs, val_pairs, resume, log, ranks, label_shape)
         state.callbacks = callbacks
         if ranks.main:
             save_config(state.run, out / "config.json")
