@@ -14,7 +14,7 @@ from unetkit.data import make_pairs
 from unetkit.model import ModelConfig
 from unetkit.normalize import NormalizationConfig
 from unetkit.synthetic import make_em_dataset
-from unetkit.train import RunConfig, TrainConfig, TrainingDiverged, train_on_pairs
+from unetkit.train import RunConfig, TrainCallbacks, TrainConfig, TrainingDiverged, train_on_pairs
 from unetkit.weights import WeightMapConfig
 
 
@@ -255,8 +255,6 @@ def test_a_budget_run_decides_its_dropout_once_the_steps_are_known(tmp_path, pai
     assert said[first + 1].startswith("dropout on (0.5)"), said
     assert result.steps > 5
     # before the calibration the rule's run is the dropout-0 run bit for bit; dropout always on is not
-    from unetkit.train import TrainCallbacks
-
     def two_steps(name, run):
         asked = []  # should_stop is asked after every step
         stop = TrainCallbacks(should_stop=lambda: asked.append(1) or len(asked) >= 2)

@@ -56,8 +56,7 @@ def profile_arm(run: RunConfig, pairs, steps: int, arm: dict) -> dict:
     out = tuple(geometry.output_size(t, depth=mcfg.depth) for t in tile)
     data = TileDataset(pairs, run.augment, tile, out, cfg.seed)
     # the dropout a training run of this length has (the default profile's rule: off for short schedules)
-    train_px = sum(p.image.shape[-2] * p.image.shape[-1] for p in pairs)
-    passes = schedule_passes(steps, cfg.batch_size, out[0] * out[1], train_px)
+    passes = schedule_passes(steps, cfg.batch_size, out, [p.image.shape for p in pairs])
     mcfg = replace(mcfg, dropout=scheduled_dropout(run, passes))
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..augment import AugmentConfig
 from ..data import DataConfig
 from ..model import ModelConfig
@@ -156,21 +158,27 @@ class RunConfig:
     weights: WeightMapConfig = field(default_factory=WeightMapConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    @property
+    def dropout_by_schedule(self) -> bool:
+        """Whether ``train.dropout_min_passes`` switches ``model.dropout`` on and off."""
+        return self.train.dropout_min_passes > 0 and self.model.dropout > 0
 
-def schedule_passes(steps: int, tiles_per_step: int, window_px: int, train_px: int) -> float:
-    """How many times a schedule shows each training pixel: ``steps x tiles_per_step x window_px / train_px``.
 
-    ``tiles_per_step``: batch size x processes; ``window_px``: pixels of one
-    tile's loss window (388 x 388 for a 572 tile at depth 4); ``train_px``:
-    pixels of all training images.
+def schedule_passes(steps: int, tiles_per_step: int, window_shape: tuple[int, int],
+                    image_shapes: list[tuple[int, ...]]) -> float:
+    """How many times a schedule shows each training pixel: steps x tiles per step x window pixels / image pixels.
+
+    ``tiles_per_step``: batch size x processes; ``window_shape``: one tile's
+    loss window (388 x 388 for a 572 tile at depth 4); ``image_shapes``: the
+    training images' shapes (the last two axes are counted).
     """
-    return steps * tiles_per_step * window_px / max(train_px, 1)
+    train_px = sum(int(np.prod(shape[-2:])) for shape in image_shapes)
+    return steps * tiles_per_step * int(np.prod(window_shape)) / max(train_px, 1)
 
 
 def scheduled_dropout(run: RunConfig, passes: float | None) -> float:
     """The dropout a run trains with: ``model.dropout``, or 0 when ``train.dropout_min_passes`` > 0 and the
     schedule shows each training pixel fewer times than that (``passes``; None: not known yet)."""
-    p, least = run.model.dropout, run.train.dropout_min_passes
-    if least <= 0 or p <= 0:
-        return p
-    return p if passes is not None and passes >= least else 0.0
+    if not run.dropout_by_schedule:
+        return run.model.dropout
+    return run.model.dropout if passes is not None and passes >= run.train.dropout_min_passes else 0.0

@@ -103,8 +103,8 @@ class _State:
     train_model: torch.nn.Module | None = None  # the DDP wrapper under torchrun, else the model
     calibrated: bool = True  # False while a budget run has not yet set train.steps
     recheck: tuple[int, float, int] | None = None  # (at step, since wall s, since step): re-estimate of a budget run
-    window_px: int = 0  # pixels of one tile's loss window
-    train_px: int = 0  # pixels of all training images
+    window_shape: tuple[int, int] = (0, 0)  # one tile's loss window
+    image_shapes: list = field(default_factory=list)  # the training images' shapes
     dropout: float | None = None  # the dropout the network trains with now (train.dropout_min_passes decides)
 
     @property
@@ -134,7 +134,7 @@ class _State:
         cfg = self.run.train
         if not self.calibrated:
             return None
-        return schedule_passes(cfg.steps, self.ranks.world * cfg.batch_size, self.window_px, self.train_px)
+        return schedule_passes(cfg.steps, self.ranks.world * cfg.batch_size, self.window_shape, self.image_shapes)
 
     def record(self, rec: dict) -> None:
         self.history.append(rec)
@@ -191,8 +191,8 @@ def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bo
     state = _State(run=run, out=out, device=device, model=model, opt=make_optimizer(model.parameters(), cfg),
                    train_names=[p.name for p in train_pairs], val_names=[p.name for p in val_pairs],
                    ema=WeightAverage(model, cfg.ema) if cfg.ema > 0 else None, calibrated=not cfg.budget,
-                   ranks=ranks, train_model=model, window_px=int(np.prod(label_shape)),
-                   train_px=sum(int(np.prod(p.image.shape[-2:])) for p in train_pairs))
+                   ranks=ranks, train_model=model, window_shape=label_shape,
+                   image_shapes=[p.image.shape for p in train_pairs])
     if ranks.active:  # the same initial weights everywhere, then a dropout stream of its own per rank
         torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank)
         state.train_model = torch.nn.parallel.DistributedDataParallel(
@@ -216,27 +216,31 @@ def _set_dropout(state: _State, log, *, say: bool = False) -> None:
     Off is ``p = 0`` on the network's dropout layers: the same values and the
     same random stream as a network built without dropout.
     """
-    p, least = scheduled_dropout(state.run, state.passes), state.run.train.dropout_min_passes
+    p = scheduled_dropout(state.run, state.passes)
     changed = state.dropout != p
     state.dropout = p
     if changed:
         for module in state.model.modules():
             if isinstance(module, torch.nn.Dropout2d):
                 module.p = p
-    if least > 0 and state.run.model.dropout > 0 and state.calibrated and (changed or say):
-        on = p > 0
-        log(f"dropout {'on' if on else 'off'} ({p:g}): the schedule shows each training pixel "
-            f"{state.passes:.0f} times ({'>=' if on else '<'} train.dropout_min_passes = {least:g})")
+    if state.run.dropout_by_schedule and state.calibrated and (changed or say):
+        log(f"dropout {'on' if p > 0 else 'off'} ({p:g}): the schedule shows each training pixel "
+            f"{state.passes:.0f} times ({'>=' if p > 0 else '<'} train.dropout_min_passes = "
+            f"{state.run.train.dropout_min_passes:g})")
+
+
+def _differing(mine: dict, theirs: dict) -> list[str]:
+    """The keys whose values differ between two config dicts (a key missing on one side differs)."""
+    return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
 
 
 def _init_from(state: _State, path: Path, log) -> None:
     """Start from a checkpoint's weights (fine-tuning): same architecture, fresh optimiser and schedule."""
     ckpt = load_checkpoint(path, map_location=state.device)
+    theirs = ModelConfig.from_dict(ckpt["config"]).network_kwargs()
     # dropout has no weights: a fine-tuning run picks its own
-    mine, theirs = ({k: v for k, v in c.network_kwargs().items() if k != "dropout"}
-                    for c in (state.run.model, ModelConfig.from_dict(ckpt["config"])))
-    if mine != theirs:
-        differ = sorted(k for k in mine if mine[k] != theirs[k])
+    differ = [k for k in _differing(state.run.model.network_kwargs(), theirs) if k != "dropout"]
+    if differ:
         raise ValueError(f"train.init_from {path}: another architecture ({', '.join(differ)} differ)")
     state.model.load_state_dict(ckpt["state_dict"])
     if state.ema is not None:
@@ -246,11 +250,10 @@ def _init_from(state: _State, path: Path, log) -> None:
 
 def _resume(state: _State, log) -> None:
     ckpt = load_checkpoint(state.out / "last.pt", map_location=state.device)
-    if ckpt["config"] != state.run.model.to_dict():
-        mine = state.run.model.to_dict()
-        differ = ", ".join(f"model.{k} = {ckpt['config'].get(k)!r}" for k in sorted(set(mine) | set(ckpt["config"]))
-                           if mine.get(k) != ckpt["config"].get(k))
-        raise ValueError(f"{state.out / 'last.pt'} was trained with another model config ({differ}); cannot resume")
+    differ = _differing(state.run.model.to_dict(), ckpt["config"])
+    if differ:
+        said = ", ".join(f"model.{k} = {ckpt['config'].get(k)!r}" for k in differ)
+        raise ValueError(f"{state.out / 'last.pt'} was trained with another model config ({said}); cannot resume")
     state.model.load_state_dict(ckpt.get("raw_state_dict", ckpt["state_dict"]))
     if state.ema is not None:
         state.ema.load_state_dict(ckpt["state_dict"] if "raw_state_dict" in ckpt else state.model.state_dict())

@@ -31,8 +31,8 @@ PROFILES: dict[str, dict] = {
     # thin membranes from being out-voted by cell pixels). The paper's dropout 0.5 is on only for a schedule that
     # shows each training pixel at least 200 times: on ISBI it lost at 20 CPU minutes (~100 passes; TTA Rand 0.095
     # against 0.072 without, 3 seeds each) and won at 60 (~340 passes; 0.059 over 3 seeds against 0.070 over 2);
-    # on DSB's one training half (~1,000 passes in 10 minutes) SEG fell without it. Batch norm at one tile per step lost badly
-    # (Rand 0.29 vs 0.17); EMA, rot90-only rotations and no elastic deformation did not help.
+    # on DSB's one training half (~1,000 passes in 10 minutes) SEG fell without it. Batch norm at one tile per
+    # step lost badly (Rand 0.29 vs 0.17); EMA, rot90-only rotations and no elastic deformation did not help.
     "default": {
         "model": {"batch_norm": False, "residual": False, "dropout": 0.5, "padding": "valid"},
         "augment": {"enabled": True},
