@@ -45,3 +45,39 @@ def test_a_single_seed_has_zero_spread(summarize, tmp_path):
     (tmp_path / "one_seed0" / "summary.json").write_text(json.dumps(_summary(0.2, 5)))
     stats = summarize.aggregate(list(summarize.load_group("one", tmp_path).values()))
     assert stats["at_0.5"]["v_rand"] == {"mean": 0.8, "sd": 0.0, "min": 0.8, "max": 0.8, "values": [0.8]}
+
+
+def _write_group(root: Path, prefix: str, rands: dict[int, float]) -> None:
+    for seed, rand in rands.items():
+        (root / f"{prefix}_seed{seed}").mkdir()
+        (root / f"{prefix}_seed{seed}" / "summary.json").write_text(json.dumps(_summary(rand, 10)))
+
+
+def test_paired_comparison_equals_a_hand_computed_t_test(summarize, tmp_path):
+    _write_group(tmp_path, "a", {0: 0.10, 1: 0.14, 2: 0.12, 3: 0.50})  # seed 3 has no partner: left out
+    _write_group(tmp_path, "b", {0: 0.12, 1: 0.15, 2: 0.11})
+    result = summarize.paired(summarize.load_group("a", tmp_path), summarize.load_group("b", tmp_path))
+    assert result["seeds"] == [0, 1, 2]
+    rand = result["rand_error"]
+    assert rand["differences"] == pytest.approx([-0.02, -0.01, 0.01])
+    assert rand["mean"] == pytest.approx(-0.02 / 3)
+    sd = (((-0.04 / 3) ** 2 + (-0.01 / 3) ** 2 + (0.05 / 3) ** 2) / 2) ** 0.5
+    assert rand["sd"] == pytest.approx(sd)
+    t = (-0.02 / 3) / (sd / 3 ** 0.5)
+    assert rand["t"] == pytest.approx(t)
+    # two degrees of freedom: the two-sided p of Student's t is 1 - |t| / sqrt(2 + t^2)
+    assert rand["p"] == pytest.approx(1 - abs(t) / (2 + t * t) ** 0.5)
+    assert rand["a_wins"] == 2  # lower Rand error wins
+    assert result["v_rand"]["a_wins"] == 2  # V_rand = 1 - Rand here: higher wins, the same two seeds
+    table = summarize.paired_markdown("a", "b", result)
+    assert "| rand_error | -0.0200, -0.0100, +0.0100 | -0.0067 ± 0.0153 | 2 of 3 | -0.76 | 0.53 |" in table
+
+
+def test_paired_without_a_common_seed_is_one_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(SCRIPT), "--paired", "no_such_arm", "other_arm"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "no records named no_such_arm_seedN, other_arm_seedN" in done.stderr

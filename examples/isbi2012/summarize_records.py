@@ -4,9 +4,12 @@ Each record (``records/NAME/summary.json``, written by ``run_arm.py --record`` o
 ``benchmarks/peer_monai_isbi.py``) is grouped by its name without the trailing
 ``_seedN``; for every group and scoring mode (best over the threshold sweep or
 t = 0.5, with or without 8-fold TTA) the table gives the mean, the sample
-standard deviation and the range over seeds. Usage::
+standard deviation and the range over seeds. ``--paired A B`` compares two
+groups seed by seed (the seeds both have): the differences A - B, their mean
+and SD, how many seeds A wins, and a paired t-test. Usage::
 
     python examples/isbi2012/summarize_records.py default_20m monai_20m [--json out.json]
+    python examples/isbi2012/summarize_records.py --paired dropout05_60m dropout0_60m
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import statistics
 from pathlib import Path
 
 RECORDS = Path(__file__).resolve().parent / "records"
+LOWER_IS_BETTER = {"rand_error": True, "warping_error": True, "v_rand": False, "pixel_error": True}
 METRICS = ("rand_error", "warping_error", "v_rand", "pixel_error")
 MODES = (("best", "best over t"), ("at_0.5", "t = 0.5"), ("best_tta", "TTA, best over t"), ("at_0.5_tta", "TTA, t = 0.5"))
 DIGITS = {"rand_error": 4, "warping_error": 6, "v_rand": 4, "pixel_error": 4}
@@ -48,6 +52,50 @@ def aggregate(summaries: list[dict]) -> dict:
     return out
 
 
+def paired(a: dict[int, dict], b: dict[int, dict], mode: str = "best_tta") -> dict:
+    """Seed-by-seed comparison of two groups in one scoring mode, over the seeds both have.
+
+    Returns ``{"seeds": [...], metric: {"differences": [a - b per seed], "mean", "sd", "a_wins", "t", "p"}}``;
+    ``a_wins`` counts seeds where A is strictly better (lower, or higher for V_rand); ``t`` and ``p`` are the
+    two-sided paired t-test (``scipy.stats.ttest_rel``), None with fewer than two seeds.
+    """
+    from scipy.stats import ttest_rel
+
+    seeds = sorted(set(a) & set(b))
+    out: dict = {"seeds": seeds}
+    for metric in METRICS:
+        xs = [a[s][mode][metric] for s in seeds]
+        ys = [b[s][mode][metric] for s in seeds]
+        diffs = [x - y for x, y in zip(xs, ys)]
+        better = (lambda d: d < 0) if LOWER_IS_BETTER[metric] else (lambda d: d > 0)
+        test = ttest_rel(xs, ys) if len(seeds) > 1 else None
+        out[metric] = {
+            "differences": diffs,
+            "mean": statistics.fmean(diffs) if diffs else float("nan"),
+            "sd": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
+            "a_wins": sum(better(d) for d in diffs),
+            "t": None if test is None else float(test.statistic),
+            "p": None if test is None else float(test.pvalue),
+        }
+    return out
+
+
+def paired_markdown(name_a: str, name_b: str, comparison: dict, mode: str = "best_tta") -> str:
+    """One row per metric: the per-seed differences A - B, mean +- sd, seeds A wins, paired t and p."""
+    label = dict(MODES)[mode]
+    seeds = comparison["seeds"]
+    lines = [f"`{name_a}` - `{name_b}`, {label}, seeds {','.join(map(str, seeds))}",
+             "", "| metric | A - B per seed | mean ± sd | A better on | paired t | p |", "|---|---|---|---|---|---|"]
+    for metric in METRICS:
+        d, c = DIGITS[metric], comparison[metric]
+        per_seed = ", ".join(f"{x:+.{d}f}" for x in c["differences"])
+        t = "n/a" if c["t"] is None else f"{c['t']:.2f}"
+        p = "n/a" if c["p"] is None else f"{c['p']:.2f}"
+        lines.append(f"| {metric} | {per_seed} | {c['mean']:+.{d}f} ± {c['sd']:.{d}f} | "
+                     f"{c['a_wins']} of {len(seeds)} | {t} | {p} |")
+    return "\n".join(lines)
+
+
 def markdown(groups: dict[str, dict[int, dict]]) -> str:
     """One row per group and scoring mode: mean +- sd (min-max) of each metric, seeds and steps."""
     lines = ["| run | scoring | seeds | steps (mean) | " + " | ".join(METRICS) + " |",
@@ -67,16 +115,28 @@ def markdown(groups: dict[str, dict[int, dict]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("prefixes", nargs="+", help="record names without _seedN, e.g. default_20m")
+    parser.add_argument("prefixes", nargs="*", help="record names without _seedN, e.g. default_20m")
+    parser.add_argument("--paired", nargs=2, metavar=("A", "B"), help="compare two groups seed by seed")
+    parser.add_argument("--mode", default="best_tta", choices=[m for m, _ in MODES],
+                        help="scoring mode of the paired comparison (default: TTA, best over t)")
     parser.add_argument("--json", help="also write the aggregates here")
     args = parser.parse_args()
-    groups = {p: load_group(p) for p in args.prefixes}
+    if not args.prefixes and not args.paired:
+        parser.error("name record groups to summarise, or --paired A B")
+    groups = {p: load_group(p) for p in [*args.prefixes, *(args.paired or [])]}
     missing = [p for p, g in groups.items() if not g]
     if missing:
         parser.error(f"no records named {', '.join(m + '_seedN' for m in missing)} under {RECORDS}")
-    print(markdown(groups))
-    if args.json:
-        payload = {p: {"seeds": list(g), **aggregate(list(g.values()))} for p, g in groups.items()}
+    if args.prefixes:
+        print(markdown({p: groups[p] for p in args.prefixes}))
+    if args.paired:
+        name_a, name_b = args.paired
+        comparison = paired(groups[name_a], groups[name_b], args.mode)
+        if not comparison["seeds"]:
+            parser.error(f"{name_a} and {name_b} have no seed in common")
+        print(("\n" if args.prefixes else "") + paired_markdown(name_a, name_b, comparison, args.mode))
+    if args.json and args.prefixes:
+        payload = {p: {"seeds": list(groups[p]), **aggregate(list(groups[p].values()))} for p in args.prefixes}
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
