@@ -23,7 +23,8 @@ from pathlib import Path
 RECORDS = Path(__file__).resolve().parent / "records"
 LOWER_IS_BETTER = {"rand_error": True, "warping_error": True, "v_rand": False, "pixel_error": True}
 METRICS = ("rand_error", "warping_error", "v_rand", "pixel_error")
-MODES = (("best", "best over t"), ("at_0.5", "t = 0.5"), ("best_tta", "TTA, best over t"), ("at_0.5_tta", "TTA, t = 0.5"))
+MODES = (("best", "best over t"), ("at_0.5", "t = 0.5"),
+         ("best_tta", "TTA, best over t"), ("at_0.5_tta", "TTA, t = 0.5"))
 DIGITS = {"rand_error": 4, "warping_error": 6, "v_rand": 4, "pixel_error": 4}
 
 
