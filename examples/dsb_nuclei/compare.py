@@ -14,7 +14,8 @@ nuclei) with CTC SEG and AP at IoU 0.5 (``unetkit.metrics.evaluate_instances``).
 
     UNETKIT_DATA=../shared/data python examples/dsb_nuclei/compare.py --out runs/dsb --minutes 10 --seed 0
 
-Writes OUT/<method>_seed<k>/scores.json and prints one line per run.
+Writes OUT/<method>_seed<k>/scores.json (and, for unetkit, the run's config.json, metrics.jsonl and
+train.log) and prints one line per run.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def run_unetkit(image, labels, out: Path, *, seed: int, steps: int | None, minut
     pairs = make_pairs([image[LEFT]], [labels[LEFT]], kind="instances", normalization=run.model.normalization,
                        weight_config=run.weights)
     t0 = time.perf_counter()
-    result = train_on_pairs(run, pairs, [], out, log=lambda m: None)
+    messages: list[str] = []  # the run's own log lines (the dropout the rule chose among them), kept in train.log
+    result = train_on_pairs(run, pairs, [], out, log=messages.append)
+    (out / "train.log").write_text("\n".join(messages) + "\n")
     prob = predict(result.model, image[RIGHT])
     pred = probabilities_to_instances(prob, config=InstanceConfig(threshold=0.5, min_size=10, watershed=watershed))
     return pred, {"steps": result.steps, "train_s": time.perf_counter() - t0}
