@@ -31,9 +31,8 @@ def unetkit_steps(overrides: list[str], n: int) -> list[float]:
     from unetkit import geometry
     from unetkit.config import apply_overrides, load_config_file
     from unetkit.data import load_pairs_from_paths
-    from unetkit.losses import segmentation_loss
     from unetkit.model import UNet
-    from unetkit.train import TileDataset, make_optimizer, run_config, scheduled_dropout
+    from unetkit.train import TileDataset, make_optimizer, run_config, scheduled_dropout, training_loss
 
     config = HERE.parent / "examples" / "isbi2012" / "config.toml"
     run = run_config(apply_overrides(load_config_file(config), overrides))
@@ -50,7 +49,7 @@ def unetkit_steps(overrides: list[str], n: int) -> list[float]:
         t = time.perf_counter()
         batch = [data[k * cfg.batch_size + i] for i in range(cfg.batch_size)]
         x, y, w = (torch.stack(v) for v in zip(*batch))
-        loss = segmentation_loss(model(x), y, w, kind=cfg.loss, dice_weight=cfg.dice_weight)
+        loss = training_loss(cfg, model(x), y, w)
         opt.zero_grad()
         loss.backward()
         opt.step()

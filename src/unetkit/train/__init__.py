@@ -16,7 +16,7 @@ from .config import (LOWER_IS_BETTER, RunConfig, TrainConfig, TrainingDiverged, 
                      scheduled_dropout)
 from .dataset import TileDataset
 from .ema import WeightAverage
-from .loop import TrainCallbacks, TrainResult, train, train_on_pairs
+from .loop import TrainCallbacks, TrainResult, train, train_on_pairs, training_loss
 from .optim import lr_at, make_optimizer
 from .profiles import PROFILES, apply_profile, run_config
 from .validate import predict_pairs, validate, validation_metrics
@@ -30,6 +30,7 @@ __all__ = [
     "TileDataset",
     "train",
     "train_on_pairs",
+    "training_loss",
     "validate",
     "validation_metrics",
     "predict_pairs",

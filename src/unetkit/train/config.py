@@ -9,6 +9,7 @@ import numpy as np
 
 from ..augment import AugmentConfig
 from ..data import DataConfig
+from ..losses import LOSSES
 from ..model import ModelConfig
 from ..weights import WeightMapConfig
 
@@ -65,7 +66,9 @@ class TrainConfig:
     (10 + t))``); validation and the checkpoints' weights are the average.
     ``init_from``: a checkpoint whose weights start the run (fine-tuning); its
     architecture must be ``model``'s. ``loss``: ``"ce"`` (the paper's Eq. 1) or ``"ce_dice"`` (plus
-    ``dice_weight`` x soft Dice). ``val_tta``: validate with 8-fold
+    ``dice_weight`` x soft Dice); ``cldice_weight`` > 0 adds that times the
+    topology-aware clDice of class ``cldice_class`` (thin connected
+    structures: ISBI's membranes are class 0; ``unetkit.losses.cldice_loss``). ``val_tta``: validate with 8-fold
     test-time augmentation.
 
     ``dropout_min_passes`` > 0 makes ``model.dropout`` depend on the length of
@@ -103,6 +106,8 @@ class TrainConfig:
     ema: float = 0.0
     loss: str = "ce"
     dice_weight: float = 1.0
+    cldice_weight: float = 0.0
+    cldice_class: int = 0
     dropout_min_passes: float = 0.0
     val_tta: bool = False
     init_from: str = ""
@@ -113,8 +118,11 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam", "adamw"):
             raise ValueError(f"train.optimizer must be 'sgd', 'adam' or 'adamw', got {self.optimizer!r}")
-        if self.loss not in ("ce", "ce_dice"):
-            raise ValueError(f"train.loss must be 'ce' or 'ce_dice', got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"train.loss must be one of {', '.join(map(repr, LOSSES))}, got {self.loss!r}")
+        if not self.cldice_weight >= 0 or self.cldice_class < 0:
+            raise ValueError(f"train.cldice_weight must be >= 0 (0 = off) and train.cldice_class >= 0, got "
+                             f"{self.cldice_weight} and {self.cldice_class}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"train.ema must lie in [0, 1) (0 = off), got {self.ema}")
         if self.budget:
@@ -157,6 +165,11 @@ class RunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     weights: WeightMapConfig = field(default_factory=WeightMapConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.train.cldice_weight > 0 and self.train.cldice_class >= self.model.num_classes:
+            raise ValueError(f"train.cldice_class must be a class index 0..{self.model.num_classes - 1}, "
+                             f"got {self.train.cldice_class}")
 
     @property
     def dropout_by_schedule(self) -> bool:

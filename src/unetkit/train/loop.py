@@ -33,7 +33,8 @@ from ..devices import autocast, cuda_speed, resolve_device
 from ..io import atomic_path, check_output_dir, remove_stale_temps
 from ..losses import segmentation_loss
 from ..model import ModelConfig, UNet
-from .config import LOWER_IS_BETTER, RunConfig, TrainingDiverged, parse_duration, schedule_passes, scheduled_dropout
+from .config import (LOWER_IS_BETTER, RunConfig, TrainConfig, TrainingDiverged, parse_duration, schedule_passes,
+                     scheduled_dropout)
 from .ddp import SINGLE, GlobalIndexSampler, Ranks, ddp_session
 from .ema import WeightAverage
 from .dataset import TileDataset
@@ -281,6 +282,14 @@ def _resume(state: _State, log) -> None:
 
 
 # ----------------------------------------------------------------------------- one step
+def training_loss(cfg: TrainConfig, logits: torch.Tensor, target: torch.Tensor,
+                  weights: torch.Tensor | None) -> torch.Tensor:
+    """The loss that ``cfg`` (``loss``, ``dice_weight``, ``cldice_weight``, ``cldice_class``) trains with:
+    logits (B, C, H, W) float, target (B, H, W) int64, weights (B, H, W) float or None; a scalar."""
+    return segmentation_loss(logits, target, weights, kind=cfg.loss, dice_weight=cfg.dice_weight,
+                             cldice_weight=cfg.cldice_weight, cldice_class=cfg.cldice_class)
+
+
 def _train_step(state: _State, x, y, w) -> tuple[torch.Tensor, float]:
     """Forward, loss, backward and update of one batch; raises before the update if anything is not finite.
 
@@ -292,7 +301,7 @@ def _train_step(state: _State, x, y, w) -> tuple[torch.Tensor, float]:
         group["lr"] = lr
     with autocast(state.device, cfg.amp):
         logits = state.train_model(x)
-    loss = segmentation_loss(logits.float(), y, w, kind=cfg.loss, dice_weight=cfg.dice_weight)
+    loss = training_loss(cfg, logits.float(), y, w)
     if not state.ranks.all_true(bool(torch.isfinite(loss))):
         _diverged(state, f"loss became {loss.item()} at step {state.step}; lower train.lr (now {lr:g})")
     opt.zero_grad(set_to_none=True)
