@@ -105,18 +105,38 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_pa
     assert (tmp_path / "last.pt").read_bytes() == good
 
 
-def test_amp_is_ignored_on_cpu_and_channels_last_trains(tmp_path, pairs):
-    """train.amp is a CUDA-only switch (bitwise no-op on CPU); train.channels_last trains to finite weights
-    whose predictions match a contiguous run's within float rounding."""
+@pytest.mark.parametrize("bf16_cpu", [False, True], ids=["cpu-without-bf16", "cpu-with-bf16"])
+def test_amp_on_cpu_follows_the_bf16_instructions_and_channels_last_trains(tmp_path, pairs, monkeypatch, bf16_cpu):
+    """train.amp on the CPU: a bitwise no-op where the CPU lacks bf16 instructions; bf16 autocast where it has
+    them (weights differ from float32's by bf16 rounding, stay finite and close), in channels-last layout unless
+    train.channels_last says otherwise. train.channels_last = true trains to finite weights whose predictions
+    match a contiguous run's within float rounding."""
+    from unetkit import devices
+
+    monkeypatch.setattr(devices, "_cpu_has_bf16_instructions", lambda: bf16_cpu)
     train_pairs, val_pairs = pairs
     train_on_pairs(small_run(), train_pairs, val_pairs, tmp_path / "plain", log=lambda m: None)
-    train_on_pairs(small_run(amp=True), train_pairs, val_pairs, tmp_path / "amp", log=lambda m: None)
+    said: list[str] = []
+    train_on_pairs(small_run(amp=True), train_pairs, val_pairs, tmp_path / "amp", log=said.append)
     train_on_pairs(small_run(channels_last=True), train_pairs, val_pairs, tmp_path / "cl", log=lambda m: None)
+    assert ("training on cpu: bf16 autocast, channels-last" if bf16_cpu else
+            "training on cpu: float32 (train.amp: this CPU has no bf16 instructions)") in said
     plain, amp, cl = (weights_of(tmp_path / name / "last.pt") for name in ("plain", "amp", "cl"))
     for key in plain:
-        assert torch.equal(plain[key], amp[key]), key
-        assert torch.isfinite(cl[key]).all()
+        assert torch.isfinite(cl[key]).all() and torch.isfinite(amp[key]).all()
         assert torch.allclose(plain[key], cl[key], atol=1e-4), key
+        if not bf16_cpu:
+            assert torch.equal(plain[key], amp[key]), key
+    if bf16_cpu:
+        assert any(not torch.equal(plain[k], amp[k]) for k in plain), "amp trained bit for bit like float32"
+        # six steps of lr 0.01 from the same start: bf16 rounding moves the weights far less than training does
+        moved = sum(float((plain[k] - amp[k]).norm()) for k in plain if plain[k].is_floating_point())
+        scale = sum(float(plain[k].norm()) for k in plain if plain[k].is_floating_point())
+        assert moved < 0.05 * scale
+    info = load_model(tmp_path / "amp" / "last.pt").training_info
+    assert info["bf16"] is bf16_cpu and info["channels_last"] is bf16_cpu
+    assert load_model(tmp_path / "cl" / "last.pt").training_info["channels_last"] is True
+    assert load_model(tmp_path / "plain" / "last.pt").training_info["channels_last"] is False
 
 
 def test_grad_clip_bounds_each_update_and_logs_the_norm(tmp_path, pairs):

@@ -368,7 +368,8 @@ def predict(
     memory_budget : int
         Bytes of activation memory the automatic tile may use.
     amp : bool
-        bfloat16 autocast on CUDA (ignored on CPU, where bf16 is slow). cuDNN
+        bfloat16 autocast on CUDA and on CPUs with bf16 instructions
+        (:func:`unetkit.devices.native_bf16`; ignored on other CPUs). cuDNN
         autotuning (``cudnn.benchmark``) is left as the caller set it
         (``benchmarks/README.md``: it gains nothing for prediction).
     channels_last : bool

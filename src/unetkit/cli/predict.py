@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (test-time augmentation)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass (default 1)")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA and on CPUs with bf16 instructions (AVX512-BF16, AMX); ignored on other CPUs")
     p.add_argument("--backend", choices=("torch", "onnxruntime"),
                    help="run the tiles in PyTorch or ONNX Runtime (CPU); default: torch for checkpoints, "
                         "onnxruntime for exported models")

@@ -49,10 +49,14 @@ class TrainConfig:
     loss is computed on the central output window (388 for 572). The paper's
     default is one large tile per step with SGD and momentum 0.99.
 
-    ``amp`` runs forward and loss under bfloat16 autocast on CUDA (weights,
-    gradients and optimiser state stay float32; ignored on CPU).
-    ``channels_last`` trains in that memory format (pays on CUDA with
-    ``amp``; slower than the default on CPU, measured in ``benchmarks/``).
+    ``amp`` runs the forward pass under bfloat16 autocast (the loss, weights,
+    gradients and optimiser state stay float32) on CUDA and on CPUs with
+    bf16 instructions (:func:`unetkit.devices.native_bf16`); on other CPUs
+    it is ignored. ``channels_last`` trains in that memory format; unset
+    (None, the default) it follows bf16: on exactly when ``amp`` runs bf16
+    autocast, where it pays, and off in float32, where a CPU training step
+    ran 1.3-1.7x slower in it (``benchmarks/README.md``); ``true`` /
+    ``false`` force it.
     ``grad_clip`` > 0 rescales the gradients so that their global L2 norm
     is at most that value before each optimiser step (0: off); the largest
     norm before clipping since the last log record is logged as ``grad_norm``.
@@ -97,7 +101,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False
-    channels_last: bool = False
+    channels_last: bool | None = None
     grad_clip: float = 0.0
     threads: int = 0
     best_metric: str = "loss"
@@ -148,6 +152,17 @@ class TrainConfig:
         for name in ("warmup_steps", "num_workers", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+
+
+    def uses_bf16(self, device) -> bool:
+        """Whether the forward pass runs under bf16 autocast on ``device`` (``amp`` and a native-bf16 device)."""
+        from ..devices import native_bf16
+
+        return self.amp and native_bf16(device)
+
+    def uses_channels_last(self, device) -> bool:
+        """Whether the run trains in channels-last memory format on ``device`` (``channels_last``, or bf16)."""
+        return self.uses_bf16(device) if self.channels_last is None else self.channels_last
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,8 @@ class _State:
                 "best_value": self.best_value, "validation": self.last_val, "tile": cfg.tile,
                 "batch_size": cfg.batch_size, "train_images": self.train_names, "val_images": self.val_names,
                 "torch": str(torch.__version__), "device": str(self.device), "dropout": self.dropout,
-                "passes": self.passes}
+                "passes": self.passes, "bf16": cfg.uses_bf16(self.device),
+                "channels_last": cfg.uses_channels_last(self.device)}
 
     @property
     def passes(self) -> float | None:
@@ -188,7 +189,7 @@ def _setup(run: RunConfig, out: Path, device, train_pairs, val_pairs, resume: bo
     cfg = run.train
     torch.manual_seed(cfg.seed)  # inside the forked RNG scope of train_on_pairs
     model = UNet.from_config(run.model).to(device)
-    model.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    model.to(memory_format=torch.channels_last if cfg.uses_channels_last(device) else torch.contiguous_format)
     state = _State(run=run, out=out, device=device, model=model, opt=make_optimizer(model.parameters(), cfg),
                    train_names=[p.name for p in train_pairs], val_names=[p.name for p in val_pairs],
                    ema=WeightAverage(model, cfg.ema) if cfg.ema > 0 else None, calibrated=not cfg.budget,
@@ -466,7 +467,7 @@ def _recalibrate(state: _State, log, bar) -> None:
 
 def _loop(state: _State, loader, val_pairs, log) -> None:
     cfg = state.run.train
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    fmt = torch.channels_last if cfg.uses_channels_last(state.device) else torch.contiguous_format
     bar = None
     if cfg.progress and state.ranks.main:
         from tqdm.auto import tqdm
@@ -591,6 +592,9 @@ def _run_rng_scoped(run, train_pairs, val_pairs, out, resume, log, device, ranks
     with torch.random.fork_rng(devices=devices), _scoped_threads(cfg.threads), cuda_speed(device):
         state = _setup(run, out, device, train_pairs, val_pairs, resume, log, ranks, label_shape)
         state.callbacks = callbacks
+        log(f"training on {device}: " + ("bf16 autocast" if cfg.uses_bf16(device) else "float32")
+            + (", channels-last" if cfg.uses_channels_last(device) else "")
+            + (" (train.amp: this CPU has no bf16 instructions)" if cfg.amp and not cfg.uses_bf16(device) else ""))
         if ranks.main:
             save_config(state.run, out / "config.json")
         if ranks.active:  # every rank must be set up (and rank 0's folder exist) before the first step
