@@ -39,7 +39,11 @@ def machine_info() -> dict:
     try:
         import torch
 
+        from unetkit.devices import native_bf16
+
         info.update(torch=str(torch.__version__), torch_threads=torch.get_num_threads(),
+                    cpu_capability=torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...
+                    cpu_bf16=native_bf16(torch.device("cpu")),  # whether train.amp / --amp run bf16 on this CPU
                     gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
     except ImportError:
         info["gpu"] = "none"

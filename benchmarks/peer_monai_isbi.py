@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import machine_info  # noqa: E402  (benchmarks/machine.py, beside this script)
 from unetkit.io import read_image, write_tiff
 
 RECORDS = Path(__file__).resolve().parents[1] / "examples" / "isbi2012" / "records"
@@ -131,7 +132,7 @@ def main() -> int:
         write_tiff(out / "prob_tta" / f"{i:02d}.tif", predict(net, image, tta=True))
         write_tiff(out / "val_labels" / f"{i:02d}.tif", (label * 255).astype(np.uint8))
     info.update(seed=args.seed, minutes=args.minutes, predict_s=time.perf_counter() - t0,
-                torch=torch.__version__, threads=torch.get_num_threads())
+                torch=torch.__version__, threads=torch.get_num_threads(), machine=machine_info())
     (out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     info.update(score(out))
     print(json.dumps({k: info[k] for k in ("steps", "train_s", "best_tta", "best")}), flush=True)

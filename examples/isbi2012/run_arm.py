@@ -24,6 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VAL = range(20, 25)
+sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))  # machine.py: the one description of the machine
 
 
 def unetkit(*args: str) -> None:
@@ -67,7 +68,9 @@ def main() -> int:
     labels.mkdir(exist_ok=True)
     for i in VAL:
         shutil.copy(data / "isbi2012" / "train" / "labels" / f"{i:02d}.png", labels / f"{i:02d}.png")
-    summary = {"train_wall_s": train_s, "overrides": args.set, "budget": args.budget}
+    from machine import machine_info
+
+    summary = {"train_wall_s": train_s, "overrides": args.set, "budget": args.budget, "machine": machine_info()}
     for tag, flags in (("", []), ("_tta", ["--tta"])):
         unetkit("predict", str(out / "last.pt"), *images, "--out", str(out / f"pred{tag}"), "--quiet", *flags)
         result = score(out / f"pred{tag}", labels, out / f"scores{tag}.json")
