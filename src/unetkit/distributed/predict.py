@@ -182,7 +182,7 @@ def _prepare(checkpoint, source, output, config: SegmentConfig):
     import zarr
 
     from ..checkpoint import load_model
-    from ..io import OutputPathError
+    from ..io import OutputPathError, remove_stale_temps
     from ..io.ome_zarr import create_label_levels, open_volume, write_image_metadata
     from ..normalize import intensity_range
     from ..tiling import choose_tile_shape
@@ -221,6 +221,7 @@ def _prepare(checkpoint, source, output, config: SegmentConfig):
         if old != spec:
             raise OutputPathError(f"{out}: holds a different array or job (another input, model, chunking or "
                                   "options); choose a new output path")
+        remove_stale_temps(out / _DONE)  # markers a killed run left half-written
         return model, volume, job, False
     root = zarr.open_group(str(out), mode="w", zarr_format=2)
     layout = output_layout(job, volume.plane_shape)

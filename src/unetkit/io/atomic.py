@@ -197,13 +197,18 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False):
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
         return True
-    return True
+    try:  # Linux: the state follows the parenthesised command name
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
