@@ -94,14 +94,22 @@ def _model(width: int):
     return UNet(1, 2, base_features=width)
 
 
-def _trainer(model) -> Callable[..., torch.Tensor]:
-    """``step(x, y, w)``: forward, weighted cross-entropy, backward, SGD (momentum 0.99) step."""
+def _trainer(model, *, amp: bool = False) -> Callable[..., torch.Tensor]:
+    """``step(x, y, w)``: forward, weighted cross-entropy, backward, SGD (momentum 0.99) step.
+
+    ``amp``: the forward pass under ``unetkit.devices.autocast`` (bf16 where the CPU has bf16 instructions), the
+    loss in float32, as ``train.amp`` trains.
+    """
+    from unetkit.devices import autocast
     from unetkit.losses import weighted_cross_entropy
 
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.99)
+    cpu = torch.device("cpu")
 
     def step(x, y, w):
-        loss = weighted_cross_entropy(model(x), y, w)
+        with autocast(cpu, amp):
+            logits = model(x)
+        loss = weighted_cross_entropy(logits.float(), y, w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -111,7 +119,11 @@ def _trainer(model) -> Callable[..., torch.Tensor]:
 
 
 def model(quick: bool = False, widths=(16, 32, 64), limit_gflops: float | None = None) -> dict:
-    """Forward and training-step GFLOP/s at each width: eager, channels_last, ONNX Runtime (, torch.compile)."""
+    """Forward and training-step GFLOP/s at each width: eager, channels_last, ONNX Runtime (, torch.compile);
+    bf16 autocast (alone and with channels_last) where the CPU has bf16 instructions."""
+    from unetkit.devices import native_bf16
+
+    bf16 = native_bf16(torch.device("cpu"))
     cl = torch.channels_last
     x = torch.randn(1, 1, TILE, TILE)
     out = TILE - 184  # valid output of a depth-4 U-Net
@@ -125,7 +137,10 @@ def model(quick: bool = False, widths=(16, 32, 64), limit_gflops: float | None =
         chlast = _model(width).eval().to(memory_format=cl)
         x_cl = x.contiguous(memory_format=cl)
         fns = {"eager": lambda: eager(x), "channels_last": lambda: chlast(x_cl)}
-        status = {}
+        if bf16:
+            fns["bf16"] = lambda: _bf16_forward(eager, x)
+            fns["bf16 + channels_last"] = lambda: _bf16_forward(chlast, x_cl)
+        status = {} if bf16 else {"bf16": "no bf16 instructions on this CPU (train.amp is a no-op)"}
         try:
             ort_run = _onnx_forward(eager, x)
             fns["onnxruntime"] = lambda: ort_run(x)
@@ -151,17 +166,29 @@ def model(quick: bool = False, widths=(16, 32, 64), limit_gflops: float | None =
         train_e, train_c = _trainer(eager), _trainer(chlast)
         step_e = lambda: train_e(x, y, wmap)  # noqa: E731
         step_c = lambda: train_c(x_cl, y, wmap)  # noqa: E731
+        steps = {"eager": step_e, "channels_last": step_c}
+        if bf16:  # fresh copies: the same weights, an optimiser of their own
+            bf16_e, bf16_c = _model(width).train(), _model(width).train().to(memory_format=cl)
+            train_be, train_bc = _trainer(bf16_e, amp=True), _trainer(bf16_c, amp=True)
+            steps["bf16"] = lambda: train_be(x, y, wmap)
+            steps["bf16 + channels_last"] = lambda: train_bc(x_cl, y, wmap)
         train_flops = count_flops(step_e)  # also the warm-up of the eager step
         # --quick at width 64: one call each, channels_last without a warm-up call
-        times = time_interleaved({"eager": step_e, "channels_last": step_c}, 1 if quick else max(2, reps - 1),
-                                 warmup=0 if quick and big else 1)
+        times = time_interleaved(steps, 1 if quick else max(2, reps - 1), warmup=0 if quick and big else 1)
         for name, t in times.items():
             rows.append({"what": "train step", "width": width, "variant": name, "flops": train_flops, **t})
-        del eager, chlast, train_e, train_c
+        del eager, chlast, train_e, train_c, steps
     for r in rows:
         r["gflops"] = r["flops"] / r["s_best"] / 1e9 if r.get("s_best") else None
         r["of_limit"] = r["gflops"] / limit_gflops if limit_gflops and r["gflops"] else None
     return {"tile": TILE, "rows": rows, "limit_gflops": limit_gflops}
+
+
+def _bf16_forward(net, x) -> torch.Tensor:
+    from unetkit.devices import autocast
+
+    with autocast(torch.device("cpu"), True):
+        return net(x).float()
 
 
 def _onnx_forward(net, x) -> Callable[[torch.Tensor], np.ndarray]:

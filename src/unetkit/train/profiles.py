@@ -30,14 +30,16 @@ PROFILES: dict[str, dict] = {
     # a poly decay (momentum-0.99 SGD crawls at a CPU budget), on cross-entropy + soft Dice (the Dice term keeps
     # thin membranes from being out-voted by cell pixels). The paper's dropout 0.5 is on only for a schedule that
     # shows each training pixel at least 200 times: on ISBI it lost at 20 CPU minutes (~100 passes; TTA Rand 0.095
-    # against 0.072 without, 3 seeds each) and won at 60 (~340 passes; 0.059 over 3 seeds against 0.070 over 2);
+    # against 0.072 without, 3 seeds each) and was ahead at 60 (~340 passes; 0.059 against 0.067, 3 seeds each);
     # on DSB's one training half (~1,000 passes in 10 minutes) SEG fell without it. Batch norm at one tile per
     # step lost badly (Rand 0.29 vs 0.17); EMA, rot90-only rotations and no elastic deformation did not help.
+    # bf16 autocast (``amp``) where the device runs bf16 natively (CUDA; CPUs with AVX512-BF16 or AMX): a CPU
+    # budget buys more steps and better scores ("Tiles and bf16", benchmarks/README.md); elsewhere a no-op.
     "default": {
         "model": {"batch_norm": False, "residual": False, "dropout": 0.5, "padding": "valid"},
         "augment": {"enabled": True},
         "train": {"optimizer": "adam", "lr": 0.001, "schedule": "poly", "warmup_steps": 50, "grad_clip": 0.0,
-                  "loss": "ce_dice", "dice_weight": 1.0, "ema": 0.0, "dropout_min_passes": 200.0},
+                  "loss": "ce_dice", "dice_weight": 1.0, "ema": 0.0, "dropout_min_passes": 200.0, "amp": True},
     },
 }
 
