@@ -7,9 +7,10 @@ that reach into the block (:func:`unetkit.inference.predict_region`: the same
 tiles, the same normalisation, hence bit for bit the numbers of a
 single-process :func:`unetkit.predict`), writes its own chunks and then a
 completion marker. Valid convolutions make blocks independent: no blending,
-no locks. A rerun skips the blocks whose marker exists; a chunk is written
-atomically by zarr's local store, so a killed run never leaves a half-written
-block behind a marker.
+no locks. A rerun skips the blocks whose marker exists and removes the
+marker temporaries that killed writers left; a chunk is written atomically
+by zarr's local store, so a killed run never leaves a half-written block
+behind a marker.
 
 Normalisation statistics are computed once per plane, over the whole plane,
 before any block runs (the same strided sample :func:`unetkit.predict` takes),
