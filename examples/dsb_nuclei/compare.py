@@ -49,7 +49,7 @@ def run_unetkit(image, labels, out: Path, *, seed: int, steps: int | None, minut
 
     # The default profile's recipe (unetkit.train.profiles) with what belongs to this data: the border weight map
     # for touching nuclei and a network of depth 3 for 256-px-wide training data. The profile's dropout 0.5 is on
-    # here by its own rule: ten minutes show each pixel of the one training half ~1,000 times (>= 200); without
+    # here by its own rule: ten minutes show each pixel of the one training half ~1,000 times (>= 300); without
     # dropout SEG fell (README.md here).
     run = run_config({
         "model": {"depth": 3, "base_features": 16, "normalization": {"mode": "zscore"}},
