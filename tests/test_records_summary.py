@@ -81,3 +81,15 @@ def test_paired_without_a_common_seed_is_one_clear_error(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert "no records named no_such_arm_seedN, other_arm_seedN" in done.stderr
+
+
+def test_a_joined_group_merges_seeds_and_refuses_a_seed_recorded_twice(summarize, tmp_path):
+    _write_group(tmp_path, "first", {0: 0.10})
+    _write_group(tmp_path, "renamed", {1: 0.14, 2: 0.12})
+    joined = summarize.load_joined("first+renamed", tmp_path)
+    assert list(joined) == [0, 1, 2]
+    assert summarize.aggregate(list(joined.values()))["best_tta"]["rand_error"]["mean"] == pytest.approx(0.12)
+    assert summarize.load_joined("first+absent", tmp_path) == {}
+    _write_group(tmp_path, "again", {0: 0.30})
+    with pytest.raises(ValueError, match="seed 0 is recorded twice"):
+        summarize.load_joined("first+again", tmp_path)

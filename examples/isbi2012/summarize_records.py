@@ -6,10 +6,12 @@ Each record (``records/NAME/summary.json``, written by ``run_arm.py --record`` o
 t = 0.5, with or without 8-fold TTA) the table gives the mean, the sample
 standard deviation and the range over seeds. ``--paired A B`` compares two
 groups seed by seed (the seeds both have): the differences A - B, their mean
-and SD, how many seeds A wins, and a paired t-test. Usage::
+and SD, how many seeds A wins, and a paired t-test. A group may join record
+names with ``+`` (one recipe recorded under two names, each seed once). Usage::
 
     python examples/isbi2012/summarize_records.py default_20m monai_20m [--json out.json]
     python examples/isbi2012/summarize_records.py --paired dropout05_60m dropout0_60m
+    python examples/isbi2012/summarize_records.py t380bf16_dropout0_60m+t380bf16_rule300_60m monai_60m
 """
 
 from __future__ import annotations
@@ -36,6 +38,23 @@ def load_group(prefix: str, records: Path = RECORDS) -> dict[int, dict]:
         if match:
             found[int(match.group(1))] = json.loads(path.read_text())
     return dict(sorted(found.items()))
+
+
+def load_joined(name: str, records: Path = RECORDS) -> dict[int, dict]:
+    """``load_group`` over the ``+``-joined prefixes of ``name``, merged by seed (empty if any prefix has none).
+
+    Raises ValueError when two prefixes hold the same seed: a group has one run per seed.
+    """
+    merged: dict[int, dict] = {}
+    for prefix in name.split("+"):
+        group = load_group(prefix, records)
+        if not group:
+            return {}
+        clash = sorted(set(group) & set(merged))
+        if clash:
+            raise ValueError(f"{name}: seed {clash[0]} is recorded twice; join groups whose seeds differ")
+        merged.update(group)
+    return dict(sorted(merged.items()))
 
 
 def aggregate(summaries: list[dict]) -> dict:
@@ -116,7 +135,7 @@ def markdown(groups: dict[str, dict[int, dict]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("prefixes", nargs="*", help="record names without _seedN, e.g. default_20m")
+    parser.add_argument("prefixes", nargs="*", help="record names without _seedN, e.g. default_20m; A+B joins two names into one group")
     parser.add_argument("--paired", nargs=2, metavar=("A", "B"), help="compare two groups seed by seed")
     parser.add_argument("--mode", default="best_tta", choices=[m for m, _ in MODES],
                         help="scoring mode of the paired comparison (default: TTA, best over t)")
@@ -124,7 +143,10 @@ def main() -> int:
     args = parser.parse_args()
     if not args.prefixes and not args.paired:
         parser.error("name record groups to summarise, or --paired A B")
-    groups = {p: load_group(p) for p in [*args.prefixes, *(args.paired or [])]}
+    try:
+        groups = {p: load_joined(p) for p in [*args.prefixes, *(args.paired or [])]}
+    except ValueError as error:
+        parser.error(str(error))
     missing = [p for p, g in groups.items() if not g]
     if missing:
         parser.error(f"no records named {', '.join(m + '_seedN' for m in missing)} under {RECORDS}")
