@@ -135,7 +135,8 @@ def markdown(groups: dict[str, dict[int, dict]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("prefixes", nargs="*", help="record names without _seedN, e.g. default_20m; A+B joins two names into one group")
+    parser.add_argument("prefixes", nargs="*",
+                        help="record names without _seedN, e.g. default_20m; A+B joins two names into one group")
     parser.add_argument("--paired", nargs=2, metavar=("A", "B"), help="compare two groups seed by seed")
     parser.add_argument("--mode", default="best_tta", choices=[m for m, _ in MODES],
                         help="scoring mode of the paired comparison (default: TTA, best over t)")
