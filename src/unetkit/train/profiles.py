@@ -32,10 +32,11 @@ PROFILES: dict[str, dict] = {
     # shows each training pixel at least 300 times: on ISBI it lost at 20 CPU minutes (~100 passes; TTA Rand 0.095
     # against 0.072 without, 3 seeds each), lost on 380 tiles at 60 (258 passes; 0.078 against 0.067, seed 0) and
     # was ahead on 572 tiles at 60 (~340 passes; 0.059 against 0.067, 3 seeds each);
-    # on DSB's one training half (~1,000 passes in 10 minutes) SEG fell without it. Batch norm at one tile per
-    # step lost badly (Rand 0.29 vs 0.17). On 3 seeds at 7 minutes, CE alone, w0 = 10 and no elastic deformation each
-    # lost Rand error on every seed, EMA 0.999 won warping error on every seed but lost Rand error on 2 of 3, and
-    # rot90-only rotations led by 0.003 (2 of 3, not interleaved; unconfirmed) (ISBI README, "fourth round").
+    # on DSB's one training half (~1,000 passes in 10 minutes) SEG fell without it. On 3 seeds at 7 minutes
+    # (ISBI README, "fourth round" and "fifth round"), CE alone, w0 = 10, no elastic deformation, batch norm and
+    # SGD-Nesterov each lost Rand error on every seed; EMA 0.999, AdamW and the 444 tile won warping error on every
+    # seed without a clear Rand-error gain; rot90-only rotations led on Rand error on 5 of 6 seeds (p 0.13; not
+    # yet run at 20 minutes, so rotations stay arbitrary).
     # bf16 autocast (``amp``) where the device runs bf16 natively (CUDA; CPUs with AVX512-BF16 or AMX): a CPU
     # budget buys more steps and better scores ("Tiles and bf16", benchmarks/README.md); elsewhere a no-op.
     "default": {
