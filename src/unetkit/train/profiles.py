@@ -36,7 +36,7 @@ PROFILES: dict[str, dict] = {
     # (ISBI README, "fourth round" and "fifth round"), CE alone, w0 = 10, no elastic deformation, batch norm and
     # SGD-Nesterov each lost Rand error on every seed; EMA 0.999, AdamW and the 444 tile won warping error on every
     # seed without a clear Rand-error gain; rot90-only rotations are not yet confirmed on Rand error (ISBI README,
-    # "rot90 at 20 CPU minutes" and "rot90 at 60 CPU minutes"), so rotations stay arbitrary.
+    # "rot90 at 60 CPU minutes"), so rotations stay arbitrary.
     # bf16 autocast (``amp``) where the device runs bf16 natively (CUDA; CPUs with AVX512-BF16 or AMX): a CPU
     # budget buys more steps and better scores ("Tiles and bf16", benchmarks/README.md); elsewhere a no-op.
     "default": {
