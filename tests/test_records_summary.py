@@ -90,6 +90,8 @@ def test_a_joined_group_merges_seeds_and_refuses_a_seed_recorded_twice(summarize
     assert list(joined) == [0, 1, 2]
     assert summarize.aggregate(list(joined.values()))["best_tta"]["rand_error"]["mean"] == pytest.approx(0.12)
     assert summarize.load_joined("first+absent", tmp_path) == {}
+    one = summarize.load_joined("first+renamed_seed2", tmp_path)  # one record of a group joins as its seed
+    assert list(one) == [0, 2] and one[2]["best_tta"]["rand_error"] == pytest.approx(0.12)
     _write_group(tmp_path, "again", {0: 0.30})
     with pytest.raises(ValueError, match="seed 0 is recorded twice"):
         summarize.load_joined("first+again", tmp_path)

@@ -7,7 +7,8 @@ t = 0.5, with or without 8-fold TTA) the table gives the mean, the sample
 standard deviation and the range over seeds. ``--paired A B`` compares two
 groups seed by seed (the seeds both have): the differences A - B, their mean
 and SD, how many seeds A wins, and a paired t-test. A group may join record
-names with ``+`` (one recipe recorded under two names, each seed once). Usage::
+names with ``+`` (one recipe recorded under two names, each seed once); a name
+with its ``_seedN`` is that one record. Usage::
 
     python examples/isbi2012/summarize_records.py default_20m monai_20m [--json out.json]
     python examples/isbi2012/summarize_records.py --paired dropout05_60m dropout0_60m
@@ -31,7 +32,13 @@ DIGITS = {"rand_error": 4, "warping_error": 6, "v_rand": 4, "pixel_error": 4}
 
 
 def load_group(prefix: str, records: Path = RECORDS) -> dict[int, dict]:
-    """Summaries of ``records/PREFIX_seedN/summary.json`` keyed by seed N (ascending); PREFIX may hold a folder."""
+    """Summaries of ``records/PREFIX_seedN/summary.json`` keyed by seed N (ascending); PREFIX may hold a folder.
+
+    PREFIX may also name one record, ``NAME_seedN``: a group of that one seed (to join one seed of a group).
+    """
+    one = re.fullmatch(r".+_seed(\d+)", prefix)
+    if one and (records / prefix / "summary.json").is_file():
+        return {int(one.group(1)): json.loads((records / prefix / "summary.json").read_text())}
     found = {}
     for path in records.glob(f"{prefix}_seed*/summary.json"):
         match = re.fullmatch(re.escape(prefix) + r"_seed(\d+)", path.parent.relative_to(records).as_posix())
@@ -136,7 +143,8 @@ def markdown(groups: dict[str, dict[int, dict]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prefixes", nargs="*",
-                        help="record names without _seedN, e.g. default_20m; A+B joins two names into one group")
+                        help="record names without _seedN, e.g. default_20m, or one record with it; "
+                             "A+B joins two names into one group")
     parser.add_argument("--paired", nargs=2, metavar=("A", "B"), help="compare two groups seed by seed")
     parser.add_argument("--mode", default="best_tta", choices=[m for m, _ in MODES],
                         help="scoring mode of the paired comparison (default: TTA, best over t)")

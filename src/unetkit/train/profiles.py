@@ -35,8 +35,8 @@ PROFILES: dict[str, dict] = {
     # on DSB's one training half (~1,000 passes in 10 minutes) SEG fell without it. On 3 seeds at 7 minutes
     # (ISBI README, "fourth round" and "fifth round"), CE alone, w0 = 10, no elastic deformation, batch norm and
     # SGD-Nesterov each lost Rand error on every seed; EMA 0.999, AdamW and the 444 tile won warping error on every
-    # seed without a clear Rand-error gain; rot90-only rotations are not yet confirmed on Rand error (ISBI README,
-    # "rot90 at 60 CPU minutes"), so rotations stay arbitrary.
+    # seed without a clear Rand-error gain; rot90-only rotations win warping error on every seed, Rand error on 2
+    # of 3 (ISBI README, "rot90 at 60 CPU minutes"), so rotations stay arbitrary.
     # bf16 autocast (``amp``) where the device runs bf16 natively (CUDA; CPUs with AVX512-BF16 or AMX): a CPU
     # budget buys more steps and better scores ("Tiles and bf16", benchmarks/README.md); elsewhere a no-op.
     "default": {
