@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -31,3 +32,17 @@ def tiny_model():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def example_script():
+    """Import a script of the project by its path from the repository root, e.g. ``examples/isbi2012/x.py``."""
+
+    def load(relative_path: str):
+        path = Path(__file__).resolve().parents[1] / relative_path
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

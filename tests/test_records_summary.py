@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "isbi2012" / "summarize_records.py"
-
 
 @pytest.fixture(scope="module")
-def summarize():
-    spec = importlib.util.spec_from_file_location("summarize_records", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def summarize(example_script):
+    return example_script("examples/isbi2012/summarize_records.py")
 
 
 def _summary(rand: float, steps: int) -> dict:
@@ -73,11 +67,11 @@ def test_paired_comparison_equals_a_hand_computed_t_test(summarize, tmp_path):
     assert "| rand_error | -0.0200, -0.0100, +0.0100 | -0.0067 ± 0.0153 | 2 of 3 | -0.76 | 0.53 |" in table
 
 
-def test_paired_without_a_common_seed_is_one_clear_error(tmp_path):
+def test_paired_without_a_common_seed_is_one_clear_error(summarize):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, str(SCRIPT), "--paired", "no_such_arm", "other_arm"],
+    done = subprocess.run([sys.executable, summarize.__file__, "--paired", "no_such_arm", "other_arm"],
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert "no records named no_such_arm_seedN, other_arm_seedN" in done.stderr

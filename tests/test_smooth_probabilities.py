@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +9,10 @@ import pytest
 import tifffile
 from skimage.io import imsave
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "isbi2012" / "smooth_probabilities.py"
-
 
 @pytest.fixture(scope="module")
-def smooth():
-    spec = importlib.util.spec_from_file_location("smooth_probabilities", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def smooth(example_script):
+    return example_script("examples/isbi2012/smooth_probabilities.py")
 
 
 def _run_dir(tmp_path: Path) -> tuple[Path, np.ndarray]:
@@ -56,3 +50,13 @@ def test_a_gaussian_restores_isolated_flipped_pixels(smooth, tmp_path):
     # pixel error = 1 - F1 of the cell class; every flipped pixel is a false negative at any t in (0, 1)
     assert scores[0.0]["pixel_error"] == pytest.approx(flips / (2 * cells - flips))
     assert scores[1.0]["pixel_error"] < scores[0.0]["pixel_error"] / 4
+
+
+def test_a_negative_sigma_is_one_clear_error(smooth, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, smooth.__file__, str(tmp_path), "--sigmas", "0,-1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("--sigmas: a Gaussian's sigma is >= 0 pixels, got 0,-1")
