@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from pathlib import Path
 
-METRICS = ("rand_error", "warping_error", "v_rand", "pixel_error")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from summarize_records import DIGITS, METRICS  # noqa: E402  (the tables' metrics and digits: one home)
 
 
 def smoothed_scores(run: Path, sigmas: list[float]) -> dict[float, dict[str, float]]:
@@ -31,7 +33,7 @@ def smoothed_scores(run: Path, sigmas: list[float]) -> dict[float, dict[str, flo
     probs = [as_probability(p.pred, p.name) for p in pairs]
     out = {}
     for sigma in sigmas:
-        maps = [gaussian_filter(p, sigma) if sigma > 0 else p for p in probs]
+        maps = [gaussian_filter(p, sigma) for p in probs]  # sigma 0 filters no axis: the map as predicted
         result = evaluate_probabilities(maps, [p.gt for p in pairs], metrics=list(METRICS))
         out[sigma] = {m: result[m] for m in METRICS}
     return out
@@ -52,9 +54,8 @@ def main() -> int:
     for sigma in sigmas:
         cells = []
         for m in METRICS:
-            values = [scores[run][sigma][m] for run in scores]
-            digits = 6 if m == "warping_error" else 4
-            cells.append(" / ".join(f"{v:.{digits}f}" for v in values) + f"; {statistics.mean(values):.{digits}f}")
+            values, d = [scores[run][sigma][m] for run in scores], DIGITS[m]
+            cells.append(" / ".join(f"{v:.{d}f}" for v in values) + f"; {statistics.mean(values):.{d}f}")
         print(f"| {sigma:g} | " + " | ".join(cells) + " |")
     if args.json:
         from unetkit.io import write_json
