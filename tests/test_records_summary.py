@@ -89,3 +89,25 @@ def test_a_joined_group_merges_seeds_and_refuses_a_seed_recorded_twice(summarize
     _write_group(tmp_path, "again", {0: 0.30})
     with pytest.raises(ValueError, match="seed 0 is recorded twice"):
         summarize.load_joined("first+again", tmp_path)
+
+
+def test_compute_per_step_is_the_mean_over_the_window_and_none_without_a_log(summarize, tmp_path):
+    _write_group(tmp_path, "timed", {0: 0.10})
+    record = tmp_path / "timed_seed0"
+    rows = [{"step": 1990, "compute_s_per_step": 9.0},          # before the window: left out
+            {"step": 2000, "compute_s_per_step": 0.2},
+            {"step": 2000, "val": {"rand_error": 0.3}},          # a validation row: no compute key
+            {"step": 3000, "compute_s_per_step": 0.3},
+            {"step": 4000, "compute_s_per_step": 0.7},
+            {"step": 4010, "compute_s_per_step": 9.0}]           # after it: left out
+    (record / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    # both ends inclusive: 0.4 (a median gives 0.3, [2000, 4000) 0.25, (2000, 4000] 0.5)
+    assert summarize.compute_per_step(record) == pytest.approx(0.4)
+    assert summarize.compute_per_step(record, (3000, 5000)) is None  # a run that ended inside the window (4,010)
+    assert summarize.compute_per_step(record, (5000, 6000)) is None  # a run that ended before the window
+    group = summarize.load_group("timed", tmp_path)
+    assert group[0]["record"] == record
+    assert "| `timed` | 0 | 10 | 0.400 |" in summarize.compute_markdown({"timed": group})
+    _write_group(tmp_path, "peer", {0: 0.10})  # the peer's records keep no training log
+    assert summarize.compute_per_step(tmp_path / "peer_seed0") is None
+    assert "| `peer` | 0 | 10 | n/a |" in summarize.compute_markdown({"peer": summarize.load_group("peer", tmp_path)})

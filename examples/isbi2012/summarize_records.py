@@ -6,13 +6,16 @@ Each record (``records/NAME/summary.json``, written by ``run_arm.py --record`` o
 t = 0.5, with or without 8-fold TTA) the table gives the mean, the sample
 standard deviation and the range over seeds. ``--paired A B`` compares two
 groups seed by seed (the seeds both have): the differences A - B, their mean
-and SD, how many seeds A wins, and a paired t-test. A group may join record
-names with ``+`` (one recipe recorded under two names, each seed once); a name
-with its ``_seedN`` is that one record. Usage::
+and SD, how many seeds A wins, and a paired t-test. ``--compute`` lists each
+record's compute per training step (seconds, the mean of ``compute_s_per_step``
+in its ``metrics.jsonl`` over ``COMPUTE_WINDOW``): how fast the machine ran it.
+A group may join record names with ``+`` (one recipe recorded under two names,
+each seed once); a name with its ``_seedN`` is that one record. Usage::
 
     python examples/isbi2012/summarize_records.py default_20m monai_20m [--json out.json]
     python examples/isbi2012/summarize_records.py --paired dropout05_60m dropout0_60m
     python examples/isbi2012/summarize_records.py t380bf16_dropout0_60m+t380bf16_rule300_60m monai_60m
+    python examples/isbi2012/summarize_records.py --compute screen18/base_60m_avx2 screen18/rot90_60m_avx2
 """
 
 from __future__ import annotations
@@ -29,22 +32,25 @@ METRICS = ("rand_error", "warping_error", "v_rand", "pixel_error")
 MODES = (("best", "best over t"), ("at_0.5", "t = 0.5"),
          ("best_tta", "TTA, best over t"), ("at_0.5_tta", "TTA, t = 0.5"))
 DIGITS = {"rand_error": 4, "warping_error": 6, "v_rand": 4, "pixel_error": 4}
+COMPUTE_WINDOW = (2000, 4000)  # training steps over which a record's compute per step is averaged
 
 
 def load_group(prefix: str, records: Path = RECORDS) -> dict[int, dict]:
     """Summaries of ``records/PREFIX_seedN/summary.json`` keyed by seed N (ascending); PREFIX may hold a folder.
 
     PREFIX may also name one record, ``NAME_seedN``: a group of that one seed (to join one seed of a group).
+    Each summary gains ``"record"``: its folder, for reading the record's other files.
     """
     one = re.fullmatch(r".+_seed(\d+)", prefix)
     if one and (records / prefix / "summary.json").is_file():
-        return {int(one.group(1)): json.loads((records / prefix / "summary.json").read_text())}
-    found = {}
-    for path in records.glob(f"{prefix}_seed*/summary.json"):
-        match = re.fullmatch(re.escape(prefix) + r"_seed(\d+)", path.parent.relative_to(records).as_posix())
-        if match:
-            found[int(match.group(1))] = json.loads(path.read_text())
-    return dict(sorted(found.items()))
+        paths = {int(one.group(1)): records / prefix / "summary.json"}
+    else:
+        paths = {}
+        for path in records.glob(f"{prefix}_seed*/summary.json"):
+            match = re.fullmatch(re.escape(prefix) + r"_seed(\d+)", path.parent.relative_to(records).as_posix())
+            if match:
+                paths[int(match.group(1))] = path
+    return {seed: {**json.loads(path.read_text()), "record": path.parent} for seed, path in sorted(paths.items())}
 
 
 def load_joined(name: str, records: Path = RECORDS) -> dict[int, dict]:
@@ -62,6 +68,36 @@ def load_joined(name: str, records: Path = RECORDS) -> dict[int, dict]:
             raise ValueError(f"{name}: seed {clash[0]} is recorded twice; join groups whose seeds differ")
         merged.update(group)
     return dict(sorted(merged.items()))
+
+
+def compute_per_step(record: Path, window: tuple[int, int] = COMPUTE_WINDOW) -> float | None:
+    """Mean ``compute_s_per_step`` (seconds) of the training log rows of ``record/metrics.jsonl`` whose step lies in
+    ``window`` (inclusive); None when the log does not reach the window's last step (a run that ended inside or
+    before it, or a log without the key) or the record keeps no training log (the peer's)."""
+    log = record / "metrics.jsonl"
+    if not log.is_file():
+        return None
+    first, last = window
+    values, reached = [], 0
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        if "compute_s_per_step" in row:
+            reached = max(reached, row["step"])
+            if first <= row["step"] <= last:
+                values.append(row["compute_s_per_step"])
+    return statistics.fmean(values) if values and reached >= last else None
+
+
+def compute_markdown(groups: dict[str, dict[int, dict]]) -> str:
+    """One row per record: its group, seed, steps and compute per step over ``COMPUTE_WINDOW``."""
+    first, last = COMPUTE_WINDOW
+    lines = [f"| run | seed | steps | compute per step, steps {first:,}-{last:,} (s) |", "|---|---|---|---|"]
+    for prefix, by_seed in groups.items():
+        for seed, summary in by_seed.items():
+            seconds = compute_per_step(summary["record"])
+            cell = "n/a" if seconds is None else f"{seconds:.3f}"
+            lines.append(f"| `{prefix}` | {seed} | {summary['steps']:,} | {cell} |")
+    return "\n".join(lines)
 
 
 def aggregate(summaries: list[dict]) -> dict:
@@ -148,10 +184,16 @@ def main() -> int:
     parser.add_argument("--paired", nargs=2, metavar=("A", "B"), help="compare two groups seed by seed")
     parser.add_argument("--mode", default="best_tta", choices=[m for m, _ in MODES],
                         help="scoring mode of the paired comparison (default: TTA, best over t)")
+    parser.add_argument("--compute", action="store_true",
+                        help="list each record's compute per step instead of the metrics table")
     parser.add_argument("--json", help="also write the aggregates here")
     args = parser.parse_args()
     if not args.prefixes and not args.paired:
         parser.error("name record groups to summarise, or --paired A B")
+    if args.compute and not args.prefixes:
+        parser.error("--compute needs at least one record group name (it does not use --paired)")
+    if args.compute and args.json:
+        parser.error("--json writes the metrics' aggregates: run it without --compute")
     try:
         groups = {p: load_joined(p) for p in [*args.prefixes, *(args.paired or [])]}
     except ValueError as error:
@@ -160,7 +202,8 @@ def main() -> int:
     if missing:
         parser.error(f"no records named {', '.join(m + '_seedN' for m in missing)} under {RECORDS}")
     if args.prefixes:
-        print(markdown({p: groups[p] for p in args.prefixes}))
+        table = compute_markdown if args.compute else markdown
+        print(table({p: groups[p] for p in args.prefixes}))
     if args.paired:
         name_a, name_b = args.paired
         comparison = paired(groups[name_a], groups[name_b], args.mode)
