@@ -201,6 +201,22 @@ def test_rand_error_pools_and_v_rand_averages_planes():
     assert M.v_rand(t, p).score == pytest.approx((56 / 128 + 1) / 2)
 
 
+def test_rand_split_merge_separates_cut_and_thick_from_merged():
+    # One GT region of 4 px; the prediction calls 1 px membrane and cuts 1 px off: t = 4, A = 16; s = 2, 1 and
+    # n_0 = 1: B = 4 + 1 + 1 = 6; C = 2^2 + 1^2 + 1 = 6. Split part C/A = 6/16, merge part C/B = 1.
+    cut = M.rand_split_merge(np.array([[1, 1, 1, 1]]), np.array([[1, 1, 0, 2]]))
+    assert cut == pytest.approx((12 / 22, 6 / 16, 1.0))
+    # Two GT regions of 2 px merged into one predicted region: A = 8, B = 16, C = 8.
+    merged = M.rand_split_merge(np.array([[1, 1, 0, 2, 2]]), np.array([[1, 1, 1, 1, 1]]))
+    assert merged == pytest.approx((16 / 24, 1.0, 0.5))
+    # pooled over planes, like rand_error: (A, B, C) = (16 + 8, 6 + 16, 6 + 8)
+    pooled = M.rand_split_merge([np.array([[1, 1, 1, 1]]), np.array([[1, 1, 0, 2, 2]])],
+                                [np.array([[1, 1, 0, 2]]), np.array([[1, 1, 1, 1, 1]])])
+    assert pooled == pytest.approx((28 / 46, 14 / 24, 14 / 22))
+    assert M.rand_error(GT4, M.connected_components(PRED4)) == pytest.approx(
+        1 - M.rand_split_merge(GT4, M.connected_components(PRED4)).score)
+
+
 def test_rand_cross_check_with_skimage():
     # skimage.metrics.adapted_rand_error drops self-pairs and names precision
     # and recall the other way round; with no predicted label 0 on GT

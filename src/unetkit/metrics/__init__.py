@@ -36,7 +36,7 @@ metric goes into the module of its family and is exported here.
 from ..labels import connected_components
 from .instance import SegResult, average_precision, evaluate_instances, seg
 from .pixel import accuracy, dice, iou, pixel_error
-from .region import rand_error, thin_boundaries, v_info, v_rand
+from .region import rand_error, rand_split_merge, thin_boundaries, v_info, v_rand
 from .sweep import evaluate_probabilities
 from .table import (
     HIGHER_IS_BETTER,
@@ -66,6 +66,7 @@ __all__ = [
     "thin_boundaries",
     "pixel_error",
     "rand_error",
+    "rand_split_merge",
     "v_rand",
     "v_info",
     "simple_point_warp",

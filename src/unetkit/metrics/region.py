@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from ..labels import connected_components
 from .table import SplitMerge, _Overlap, _overlap, _plane_pairs, contingency_table
 
-__all__ = ["rand_error", "v_rand", "v_info", "thin_boundaries", "rand_abc", "rand_error_from_abc"]
+__all__ = ["rand_error", "rand_split_merge", "v_rand", "v_info", "thin_boundaries", "rand_abc", "rand_error_from_abc"]
 
 
 def rand_abc(ov: _Overlap) -> tuple[float, float, float]:
@@ -96,11 +96,29 @@ def rand_error(true_labels: ArrayLike, pred_labels: ArrayLike) -> float:
        clustering methods. J. Am. Stat. Assoc. 66:846-850.
     .. [2] Arganda-Carreras I. et al. (2015) Front. Neuroanat. 9:142.
     """
+    return rand_error_from_abc(*_pooled_rand_abc(true_labels, pred_labels))
+
+
+def rand_split_merge(true_labels: ArrayLike, pred_labels: ArrayLike) -> SplitMerge:
+    """The Rand F-score of :func:`rand_error` (its ``1 - error``) with its split part ``C / A`` and merge part ``C / B``.
+
+    Same inputs and pooling over planes as :func:`rand_error`. A predicted
+    region that joins two GT regions lowers only ``merge``; a GT region cut
+    into several predicted regions, or GT-foreground pixels called boundary
+    (each a singleton), lower only ``split``. 1 is perfect; ``score`` is NaN
+    and both parts 1 when the ground truth has no foreground.
+    """
+    a, b, c = _pooled_rand_abc(true_labels, pred_labels)
+    return SplitMerge(1.0 - rand_error_from_abc(a, b, c), _ratio(c, a), _ratio(c, b))
+
+
+def _pooled_rand_abc(true_labels: ArrayLike, pred_labels: ArrayLike) -> tuple[float, float, float]:
+    """:func:`rand_abc` summed over the planes of a (Z, H, W) or (H, W) pair of label images."""
     a = b = c = 0.0
     for tz, pz in _plane_pairs(true_labels, pred_labels):
         da, db, dc = rand_abc(_overlap(contingency_table(tz, pz)))
         a, b, c = a + da, b + db, c + dc
-    return rand_error_from_abc(a, b, c)
+    return a, b, c
 
 
 def _mean_split_merge(scores: list[SplitMerge]) -> SplitMerge:
