@@ -100,7 +100,7 @@ def rand_error(true_labels: ArrayLike, pred_labels: ArrayLike) -> float:
 
 
 def rand_split_merge(true_labels: ArrayLike, pred_labels: ArrayLike) -> SplitMerge:
-    """The Rand F-score of :func:`rand_error` (its ``1 - error``) with its split part ``C / A`` and merge part ``C / B``.
+    """The Rand F-score of :func:`rand_error` (``1 - error``) with its split part ``C / A`` and merge part ``C / B``.
 
     Same inputs and pooling over planes as :func:`rand_error`. A predicted
     region that joins two GT regions lowers only ``merge``; a GT region cut
